@@ -1,0 +1,42 @@
+//! `tiklive replay FILE`: prints a recording's events exactly as `watch` printed them, decoding frames
+//! on every core.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
+
+use anyhow::Context;
+
+use crate::cli::ReplayArgs;
+use crate::error::{Exit, is_closed_pipe};
+use crate::pipeline::Emitter;
+use crate::recording::{ReplayError, replay};
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<Exit> {
+    let renderer = super::renderer(&args.output)?;
+    let input: Box<dyn Read + Send> = if args.file.as_os_str() == "-" {
+        Box::new(io::stdin())
+    } else {
+        Box::new(
+            File::open(&args.file)
+                .with_context(|| format!("cannot open {}", args.file.display()))?,
+        )
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let stdout = io::stdout().lock();
+    let mut emitter = Emitter::new(
+        BufWriter::with_capacity(256 * 1024, stdout),
+        args.output.dedupe_window,
+        false,
+    );
+    let (stats, result) = replay(input, &renderer, &mut emitter, threads);
+    super::log_stats(&stats);
+    match result {
+        Ok(_) => Ok(Exit::Success),
+        Err(ReplayError::Output(e)) if is_closed_pipe(&e) => Ok(Exit::Success),
+        Err(e) => Err(e).with_context(|| format!("replay of {} stopped", args.file.display())),
+    }
+}

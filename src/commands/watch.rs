@@ -1,0 +1,241 @@
+//! `tiklive watch @user`: follows a live and prints every event as NDJSON, flushed per line, with
+//! connection life-cycle lines, optional recording of raw frames, and the documented exit codes.
+
+use std::io::{self, BufWriter, Stdout, Write};
+
+use anyhow::Context;
+
+use crate::cli::WatchArgs;
+use crate::error::{Exit, is_closed_pipe};
+use crate::events::{ConnectionState, Event, EventData};
+use crate::pipeline::{Emitted, Emitter, RenderedBatch, Renderer};
+use crate::protocol::FrameContent;
+use crate::recording::RecordingWriter;
+use crate::webcast::{
+    ClientConfig, Incoming, LiveEnd, LiveHandler, Verdict, normalise_username, run_live,
+};
+
+pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
+    let renderer = super::renderer(&args.output)?;
+    let unique_id = normalise_username(&args.user);
+    if unique_id.is_empty() && args.connection.room_id.is_none() {
+        return Err(crate::error::UsageError(format!("{:?} is not a TikTok username", args.user)).into());
+    }
+    let c = &args.connection;
+    let config = ClientConfig {
+        unique_id,
+        room_id: c.room_id,
+        web_url: c.web_url.clone(),
+        webcast_url: c.webcast_url.clone(),
+        sign_url: c.sign_url.clone(),
+        sign_api_key: c.sign_api_key.clone().filter(|k| !k.is_empty()),
+        session_id: c.session_id.clone().filter(|s| !s.is_empty()),
+        tt_target_idc: c.tt_target_idc.clone().filter(|s| !s.is_empty()),
+        proxy: c.proxy.clone().filter(|s| !s.is_empty()),
+        user_agent: c.user_agent.clone(),
+        max_retries: c.max_retries,
+        retry_delay: c.retry_delay,
+        dead_after: c.dead_after,
+        heartbeat_interval: c.heartbeat_interval,
+        http_timeout: c.http_timeout,
+        compress: !c.no_compress,
+    };
+    let recorder = match &args.record {
+        Some(path) => Some(
+            RecordingWriter::append(path)
+                .with_context(|| format!("cannot open the recording {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut handler = WatchHandler {
+        renderer,
+        emitter: Emitter::new(BufWriter::new(io::stdout()), args.output.dedupe_window, true),
+        recorder,
+        batch: RenderedBatch::default(),
+        end: None,
+        room_id: c.room_id.unwrap_or(0),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = run_live(&config, &mut handler) => Outcome::Live(result),
+            _ = tokio::signal::ctrl_c() => Outcome::Signal(Exit::Interrupted),
+            _ = sigterm() => Outcome::Signal(Exit::Terminated),
+            _ = stdin_closed() => Outcome::StdinClosed,
+        }
+    });
+    let exit = match outcome {
+        Outcome::Live(Ok(LiveEnd::Stopped)) => match handler.end {
+            Some(End::OutputClosed) => return Ok(Exit::Success),
+            Some(End::StreamEnded) | None => {
+                handler.disconnected("the live ended");
+                Exit::Success
+            }
+        },
+        Outcome::Live(Ok(LiveEnd::Offline)) => {
+            handler.disconnected("the host is no longer live");
+            Exit::Success
+        }
+        Outcome::Live(Err(err)) => {
+            handler.disconnected(&err.to_string());
+            super::log_stats(&handler.emitter.stats);
+            return Err(err.into());
+        }
+        Outcome::Signal(exit) => {
+            handler.disconnected("interrupted");
+            exit
+        }
+        Outcome::StdinClosed => {
+            handler.disconnected("stdin was closed");
+            Exit::Success
+        }
+    };
+    super::log_stats(&handler.emitter.stats);
+    Ok(exit)
+}
+
+enum Outcome {
+    Live(Result<LiveEnd, crate::webcast::ConnectError>),
+    Signal(Exit),
+    StdinClosed,
+}
+
+enum End {
+    StreamEnded,
+    OutputClosed,
+}
+
+struct WatchHandler {
+    renderer: Renderer,
+    emitter: Emitter<BufWriter<Stdout>>,
+    recorder: Option<RecordingWriter>,
+    batch: RenderedBatch,
+    end: Option<End>,
+    room_id: u64,
+}
+
+impl WatchHandler {
+    fn output_failed(&mut self, err: io::Error) -> Verdict {
+        if !is_closed_pipe(&err) {
+            tracing::error!(%err, "cannot write to stdout");
+        }
+        self.end = Some(End::OutputClosed);
+        Verdict::Stop
+    }
+
+    /// The last line of a run, unless stdout is gone.
+    fn disconnected(&mut self, reason: &str) {
+        if matches!(self.end, Some(End::OutputClosed)) {
+            return;
+        }
+        let event = Event::connection(
+            self.room_id,
+            EventData::Connection {
+                state: ConnectionState::Disconnected,
+                attempt: None,
+                delay_ms: None,
+                reason: Some(reason.to_owned()),
+            },
+        );
+        let _ = self.emitter.emit_event(&self.renderer, &event);
+        let _ = self.emitter.flush();
+    }
+}
+
+impl LiveHandler for WatchHandler {
+    fn handle(&mut self, incoming: Incoming<'_>) -> Verdict {
+        match incoming {
+            Incoming::Connection(mut event) => {
+                if event.room_id != 0 {
+                    self.room_id = event.room_id;
+                } else {
+                    event.room_id = self.room_id;
+                }
+                match self.emitter.emit_event(&self.renderer, &event) {
+                    Ok(()) => Verdict::Continue,
+                    Err(e) => self.output_failed(e),
+                }
+            }
+            Incoming::Frame { raw, decoded } => {
+                if let Some(recorder) = &mut self.recorder
+                    && let Err(err) = recorder.write_frame(raw)
+                {
+                    tracing::error!(%err, "cannot write the recording; recording stops, printing goes on");
+                    self.recorder = None;
+                }
+                self.batch.clear();
+                self.batch.stats.frames = 1;
+                match decoded {
+                    Ok(FrameContent::Messages { result, .. }) => {
+                        self.renderer.render_result(result, &mut self.batch)
+                    }
+                    Ok(FrameContent::Control { payload_type }) => {
+                        tracing::debug!(%payload_type, "control frame");
+                    }
+                    Err(_) => self.batch.stats.bad_frames = 1,
+                }
+                match self.emitter.emit(&self.batch) {
+                    Ok(Emitted::Continue) => Verdict::Continue,
+                    Ok(Emitted::StreamEnded) => {
+                        self.end = Some(End::StreamEnded);
+                        Verdict::Stop
+                    }
+                    Err(e) => self.output_failed(e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn sigterm() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn sigterm() {
+    std::future::pending().await
+}
+
+/// Resolves when stdin is a pipe and its writer closes it, so a parent process can stop `watch` by
+/// closing our stdin. A terminal, `/dev/null` or a file never ends the run (cron and systemd give us
+/// those).
+async fn stdin_closed() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let is_pipe = std::fs::metadata("/proc/self/fd/0")
+            .or_else(|_| std::fs::metadata("/dev/stdin"))
+            .map(|m| m.file_type().is_fifo())
+            .unwrap_or(false);
+        if is_pipe {
+            // A plain thread, not spawn_blocking: the runtime must not wait for it at exit.
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let mut sink = [0u8; 4096];
+                let mut stdin = io::stdin();
+                while let Ok(1..) = io::Read::read(&mut stdin, &mut sink) {}
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+impl Drop for WatchHandler {
+    fn drop(&mut self) {
+        let _ = self.emitter.flush();
+        let _ = io::stdout().flush();
+    }
+}

@@ -1,0 +1,52 @@
+//! Exit codes, and the one function that picks the code for an error by looking at what it is, so the
+//! documented codes cannot drift from what the binary does.
+
+use crate::claims::ClaimPatternError;
+use crate::pipeline::UnknownEventType;
+use crate::recording::{RecordingError, ReplayError};
+use crate::webcast::ConnectError;
+
+/// The process exit codes documented in README.md and the man pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    NotLive = 3,
+    Refused = 4,
+    Network = 5,
+    Interrupted = 130,
+    Terminated = 143,
+}
+
+/// Marks an error as a usage error (exit 2) when clap could not see it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Picks the exit code for an error from the first typed error in its chain.
+pub fn exit_for(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ConnectError>() {
+            return e.exit();
+        }
+        if cause.is::<UsageError>()
+            || cause.is::<UnknownEventType>()
+            || cause.is::<ClaimPatternError>()
+        {
+            return Exit::Usage;
+        }
+        if cause.is::<RecordingError>() || cause.is::<ReplayError>() {
+            return Exit::Failure;
+        }
+    }
+    Exit::Failure
+}
+
+/// True when an I/O error means our reader went away (`| head -1`): a normal end, not a failure.
+pub fn is_closed_pipe(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
+}

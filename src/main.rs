@@ -1,0 +1,21 @@
+//! The `tiklive` binary: load `.env`, parse the command line, start logging, run, exit with the code
+//! the outcome calls for. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tiklive::cli::Cli;
+
+fn main() -> ExitCode {
+    tiklive::config::load_dotenv();
+    let cli = Cli::parse();
+    tiklive::config::init_logging(cli.quiet, cli.verbose);
+    let code = match tiklive::commands::run(cli) {
+        Ok(exit) => exit,
+        Err(err) => {
+            eprintln!("tiklive: error: {err:#}");
+            tiklive::error::exit_for(&err)
+        }
+    };
+    ExitCode::from(code as u8)
+}
