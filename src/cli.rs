@@ -38,7 +38,7 @@ pub struct Cli {
 pub enum Command {
     /// Connect to a live and print every event to stdout as NDJSON, one object per line.
     #[command(after_help = EXIT_CODES)]
-    Watch(WatchArgs),
+    Watch(Box<WatchArgs>),
     /// Print the events of a recording made with `watch --record`, exactly as watch printed them.
     #[command(after_help = EXIT_CODES)]
     Replay(ReplayArgs),
@@ -183,7 +183,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => value * 86_400.0,
         other => return Err(format!("unknown duration unit {other:?} (use ms, s, m, h or d)")),
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e9 {
+    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
         return Err(format!("duration {text:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))

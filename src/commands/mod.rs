@@ -12,7 +12,7 @@ use crate::pipeline::{EventFilter, Renderer};
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Watch(args) => watch::run(args),
+        Command::Watch(args) => watch::run(*args),
         Command::Replay(args) => replay::run(args),
     }
 }

@@ -24,7 +24,7 @@ pub enum Incoming<'a> {
         decoded: Result<&'a FrameContent, &'a FrameError>,
     },
     /// A connection life-cycle event (connected, reconnecting, gap).
-    Connection(Event),
+    Connection(Box<Event>),
 }
 
 /// The handler's answer: keep going, or stop now (the stream ended, or the output went away).
@@ -112,7 +112,7 @@ pub async fn run_live(
         let jitter = base.mul_f64(fastrand::f64() * 0.2);
         let delay = wait.unwrap_or(Duration::ZERO).max(base + jitter);
         tracing::warn!(attempt = failures, delay_ms = delay.as_millis() as u64, %reason, "reconnecting");
-        let verdict = handler.handle(Incoming::Connection(Event::connection(
+        let verdict = handler.handle(Incoming::Connection(Box::new(Event::connection(
             room_id,
             EventData::Connection {
                 state: ConnectionState::Reconnecting,
@@ -120,7 +120,7 @@ pub async fn run_live(
                 delay_ms: Some(delay.as_millis() as u64),
                 reason: Some(reason.clone()),
             },
-        )));
+        ))));
         if verdict == Verdict::Stop {
             return Ok(LiveEnd::Stopped);
         }
@@ -160,7 +160,7 @@ async fn session(
             reason: None,
         },
     );
-    if handler.handle(Incoming::Connection(connected)) == Verdict::Stop {
+    if handler.handle(Incoming::Connection(Box::new(connected))) == Verdict::Stop {
         return Ok(close(ws).await);
     }
     if let Some(reason) = after_drop {
@@ -182,7 +182,7 @@ async fn session(
                 )),
             },
         );
-        if handler.handle(Incoming::Connection(gap)) == Verdict::Stop {
+        if handler.handle(Incoming::Connection(Box::new(gap))) == Verdict::Stop {
             return Ok(close(ws).await);
         }
     }
