@@ -5,13 +5,23 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Loads `.env` from the working directory if there is one. Variables already set win.
+/// Loads `.env` from the working directory if there is one. Variables already set win. An empty
+/// `TIKLIVE_*` variable counts as unset, so a copied `.env.example` with blank values behaves like no
+/// file at all. Call it first thing in `main`, before any thread exists.
 pub fn load_dotenv() {
     match dotenvy::dotenv() {
         Ok(_) => {}
         Err(e) if e.not_found() => {}
         // A malformed .env should not stop the program, but the user must hear about it.
         Err(e) => eprintln!("tiklive: ignoring .env: {e}"),
+    }
+    let blank: Vec<_> = std::env::vars_os()
+        .filter(|(k, v)| k.to_string_lossy().starts_with("TIKLIVE_") && v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    for key in blank {
+        // SAFETY: called at the start of `main`, while the process has a single thread.
+        unsafe { std::env::remove_var(key) };
     }
 }
 
@@ -26,6 +36,7 @@ pub fn init_logging(quiet: bool, verbose: u8) {
     };
     let filter = std::env::var("TIKLIVE_LOG")
         .ok()
+        .filter(|f| !f.trim().is_empty())
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| {
             EnvFilter::new(if quiet {

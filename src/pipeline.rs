@@ -74,7 +74,8 @@ impl EventFilter {
                     .ok_or_else(|| UnknownEventType(t.to_owned()))?;
                 known.push(*name);
             }
-            Some(known)
+            // An empty list (`TIKLIVE_FILTER=` in .env) means no filter, not "print nothing".
+            (!known.is_empty()).then_some(known)
         };
         Ok(EventFilter {
             types,
@@ -84,7 +85,9 @@ impl EventFilter {
     }
 
     pub fn accepts(&self, event: &Event) -> bool {
-        if let EventData::Gift { streaking: true, .. } = event.data
+        if let EventData::Gift {
+            streaking: true, ..
+        } = event.data
             && !self.gift_streaks
         {
             return false;

@@ -196,7 +196,11 @@ pub fn replay<R: Read + Send, W: Write>(
     (emitter.stats.clone(), result)
 }
 
-fn worker(renderer: &Renderer, jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::SyncSender<Done>) {
+fn worker(
+    renderer: &Renderer,
+    jobs: &Mutex<Receiver<Job>>,
+    done: &std::sync::mpsc::SyncSender<Done>,
+) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -262,7 +266,10 @@ mod tests {
             Err(RecordingError::Truncated { offset: 6 })
         ));
         let mut r = RecordingReader::new(&[0xffu8, 0xff, 0xff, 0xff][..]);
-        assert!(matches!(r.next_frame(), Err(RecordingError::TooLarge { .. })));
+        assert!(matches!(
+            r.next_frame(),
+            Err(RecordingError::TooLarge { .. })
+        ));
         let mut r = RecordingReader::new(&[][..]);
         assert!(r.next_frame().unwrap().is_none());
     }

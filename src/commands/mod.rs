@@ -4,8 +4,8 @@
 pub mod replay;
 pub mod watch;
 
-use crate::cli::{Cli, Command, OutputArgs};
 use crate::claims::ClaimParser;
+use crate::cli::{Cli, Command, OutputArgs};
 use crate::error::Exit;
 use crate::events::DecodeOptions;
 use crate::pipeline::{EventFilter, Renderer};
@@ -19,7 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
 
 /// The renderer both `watch` and `replay` build from the same output flags.
 pub(crate) fn renderer(args: &OutputArgs) -> anyhow::Result<Renderer> {
-    let claims = match &args.claim_pattern {
+    let claims = match args.claim_pattern.as_deref().filter(|p| !p.is_empty()) {
         Some(pattern) => ClaimParser::with_keyword_pattern(pattern)?,
         None => ClaimParser::new(),
     };

@@ -19,7 +19,9 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
     let renderer = super::renderer(&args.output)?;
     let unique_id = normalise_username(&args.user);
     if unique_id.is_empty() && args.connection.room_id.is_none() {
-        return Err(crate::error::UsageError(format!("{:?} is not a TikTok username", args.user)).into());
+        return Err(
+            crate::error::UsageError(format!("{:?} is not a TikTok username", args.user)).into(),
+        );
     }
     let c = &args.connection;
     let config = ClientConfig {
@@ -40,7 +42,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         http_timeout: c.http_timeout,
         compress: !c.no_compress,
     };
-    let recorder = match &args.record {
+    let recorder = match args.record.as_ref().filter(|p| !p.as_os_str().is_empty()) {
         Some(path) => Some(
             RecordingWriter::append(path)
                 .with_context(|| format!("cannot open the recording {}", path.display()))?,
@@ -49,7 +51,11 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
     };
     let mut handler = WatchHandler {
         renderer,
-        emitter: Emitter::new(BufWriter::new(io::stdout()), args.output.dedupe_window, true),
+        emitter: Emitter::new(
+            BufWriter::new(io::stdout()),
+            args.output.dedupe_window,
+            true,
+        ),
         recorder,
         batch: RenderedBatch::default(),
         end: None,

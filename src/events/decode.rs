@@ -39,11 +39,12 @@ pub fn decode_message(
                 .emotes
                 .iter()
                 .map(|e| EmoteRef {
-                    emote_id: e.emote.as_ref().map(|x| x.emote_id.clone()).unwrap_or_default(),
-                    image_url: e
+                    emote_id: e
                         .emote
                         .as_ref()
-                        .and_then(|x| first_url(x.image.as_ref())),
+                        .map(|x| x.emote_id.clone())
+                        .unwrap_or_default(),
+                    image_url: e.emote.as_ref().and_then(|x| first_url(x.image.as_ref())),
                     index: e.index,
                 })
                 .collect();
@@ -71,7 +72,12 @@ pub fn decode_message(
                 .as_ref()
                 .map(|u| u.id)
                 .filter(|&id| id != 0)
-                .or_else(|| m.monitor_info.as_ref().map(|i| i.to_user_id).filter(|&id| id != 0));
+                .or_else(|| {
+                    m.monitor_info
+                        .as_ref()
+                        .map(|i| i.to_user_id)
+                        .filter(|&id| id != 0)
+                });
             let user = event_user(m.user.as_ref(), m.user_identity.as_ref());
             ctx.event(
                 &m,
@@ -402,7 +408,11 @@ impl Ctx<'_> {
             .unwrap_or_default();
         Event {
             room_id,
-            msg_id: if msg_id != 0 { msg_id } else { self.base.msg_id },
+            msg_id: if msg_id != 0 {
+                msg_id
+            } else {
+                self.base.msg_id
+            },
             ts_ms: if create_time > 0 {
                 create_time
             } else {
@@ -438,7 +448,10 @@ fn preferred_avatar(user: &pb::User) -> Option<String> {
     let urls = &image.url_list;
     urls.iter()
         .find(|u| u.contains("100x100") && u.contains(".webp"))
-        .or_else(|| urls.iter().find(|u| u.contains("100x100") && u.contains(".jpeg")))
+        .or_else(|| {
+            urls.iter()
+                .find(|u| u.contains("100x100") && u.contains(".jpeg"))
+        })
         .or_else(|| urls.iter().find(|u| !u.contains("shrink")))
         .or_else(|| urls.first())
         .cloned()
@@ -471,7 +484,11 @@ pub(super) fn event_user(
             }
             _ => {}
         }
-        if badge.text.as_ref().is_some_and(|t| t.key.contains("moderator")) {
+        if badge
+            .text
+            .as_ref()
+            .is_some_and(|t| t.key.contains("moderator"))
+        {
             is_moderator = true;
         }
         if badge

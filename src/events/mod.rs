@@ -94,7 +94,10 @@ pub enum ControlAction {
 
 impl ControlAction {
     pub fn ends_stream(self) -> bool {
-        matches!(self, ControlAction::StreamEnd | ControlAction::StreamSuspended)
+        matches!(
+            self,
+            ControlAction::StreamEnd | ControlAction::StreamSuspended
+        )
     }
 }
 

@@ -164,18 +164,16 @@ mod tests {
 
     #[test]
     fn heartbeat_matches_protocol_test_vector() {
-        let expected = hex(
-            "32 02 70 62 3a 02 68 62 42 0c 08 a0 96 bf da f8 ea eb ed 64 10 01",
-        );
+        let expected = hex("32 02 70 62 3a 02 68 62 42 0c 08 a0 96 bf da f8 ea eb ed 64 10 01");
         assert_eq!(encode_heartbeat(7267595214226705184, 1), expected);
     }
 
     #[test]
     fn enter_room_matches_protocol_test_vector() {
-        let payload = "08 a0 96 bf da f8 ea eb ed 64 20 0c 2a 08 61 75 64 69 65 6e 63 65 40 01 4a 01 30";
-        let frame = format!(
-            "32 02 70 62 3a 0d 69 6d 5f 65 6e 74 65 72 5f 72 6f 6f 6d 42 1b {payload}"
-        );
+        let payload =
+            "08 a0 96 bf da f8 ea eb ed 64 20 0c 2a 08 61 75 64 69 65 6e 63 65 40 01 4a 01 30";
+        let frame =
+            format!("32 02 70 62 3a 0d 69 6d 5f 65 6e 74 65 72 5f 72 6f 6f 6d 42 1b {payload}");
         assert_eq!(encode_enter_room(7267595214226705184, 1), hex(&frame));
     }
 

@@ -106,7 +106,10 @@ impl Http {
             ("browser_language", "en-US".into()),
             ("browser_name", browser_name.into()),
             ("browser_online", "true".into()),
-            ("browser_platform", if windows { "Win32" } else { "MacIntel" }.into()),
+            (
+                "browser_platform",
+                if windows { "Win32" } else { "MacIntel" }.into(),
+            ),
             ("browser_version", browser_version.into()),
             ("cookie_enabled", "true".into()),
             ("device_platform", "web_pc".into()),
@@ -125,7 +128,10 @@ impl Http {
             ("os", if windows { "windows" } else { "mac" }.into()),
             ("priority_region", "US".into()),
             ("region", "US".into()),
-            ("user_is_login", self.config.session_id.is_some().to_string()),
+            (
+                "user_is_login",
+                self.config.session_id.is_some().to_string(),
+            ),
             ("webcast_language", "en".into()),
             ("device_id", self.device_id.clone()),
         ]
@@ -227,7 +233,11 @@ impl Http {
     /// room info is not needed to connect (age-restricted rooms answer with an almost empty body).
     pub async fn check_live(&self, room_id: u64) -> Result<(), ConnectError> {
         let id = room_id.to_string();
-        let url = self.with_params(&self.config.webcast_url, "/webcast/room/info/", &[("room_id", &id)]);
+        let url = self.with_params(
+            &self.config.webcast_url,
+            "/webcast/room/info/",
+            &[("room_id", &id)],
+        );
         match self.get_text(url, "room info").await {
             Ok((200, body)) => {
                 let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -236,7 +246,9 @@ impl Http {
                     return Err(ConnectError::Offline(self.config.unique_id.clone()));
                 }
                 if data.get("prompts").is_some() || json["status_code"].as_i64() == Some(4003110) {
-                    tracing::warn!("room info is restricted (age-restricted or private live); connecting anyway");
+                    tracing::warn!(
+                        "room info is restricted (age-restricted or private live); connecting anyway"
+                    );
                 }
                 Ok(())
             }
@@ -311,7 +323,11 @@ pub fn parse_sigi_state(html: &str) -> SigiState {
     let room_id = info["user"]["roomId"]
         .as_str()
         .and_then(|s| s.parse().ok())
-        .or_else(|| info["liveRoom"]["roomId"].as_str().and_then(|s| s.parse().ok()))
+        .or_else(|| {
+            info["liveRoom"]["roomId"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+        })
         .unwrap_or(0);
     let status = info["liveRoom"]["status"]
         .as_i64()
@@ -335,7 +351,10 @@ fn api_live_room(json: &Value) -> ApiLive {
         return ApiLive::Error(format!("statusCode {code} {message}").trim().to_owned());
     }
     let data = &json["data"];
-    match data["user"]["roomId"].as_str().and_then(|s| s.parse::<u64>().ok()) {
+    match data["user"]["roomId"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         Some(room_id) if room_id != 0 => ApiLive::Room {
             room_id,
             status: data["liveRoom"]["status"]
@@ -376,7 +395,9 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_sigi_state(r#"<script id="SIGI_STATE" type="application/json">{"AppContext":{}}</script>"#),
+            parse_sigi_state(
+                r#"<script id="SIGI_STATE" type="application/json">{"AppContext":{}}</script>"#
+            ),
             SigiState::NoLiveRoom
         );
         assert!(matches!(

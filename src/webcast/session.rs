@@ -59,6 +59,84 @@ struct Resume {
     last_ts_ms: Option<i64>,
 }
 
+/// The reconnect policy: attempt n waits n × `retry_delay` plus up to 20% jitter; more than
+/// `max_retries` failures in a row is the end.
+struct Backoff<'a> {
+    config: &'a ClientConfig,
+    failures: u32,
+}
+
+impl Backoff<'_> {
+    /// Counts a failure; returns the delay before the next attempt, or the give-up error.
+    fn next(&mut self, reason: &str, at_least: Option<Duration>) -> Result<Duration, ConnectError> {
+        self.failures += 1;
+        if self.failures > self.config.max_retries {
+            return Err(ConnectError::Network {
+                context: format!("gave up after {} attempts", self.config.max_retries),
+                message: reason.to_owned(),
+            });
+        }
+        let base = self.config.retry_delay.saturating_mul(self.failures);
+        let jitter = base.mul_f64(fastrand::f64() * 0.2);
+        Ok(at_least.unwrap_or(Duration::ZERO).max(base + jitter))
+    }
+
+    /// Announces the attempt to the handler and waits. `false` when the handler wants to stop.
+    async fn wait(
+        &self,
+        room_id: u64,
+        delay: Duration,
+        reason: &str,
+        handler: &mut impl LiveHandler,
+    ) -> bool {
+        tracing::warn!(attempt = self.failures, delay_ms = delay.as_millis() as u64, %reason, "retrying");
+        let line = Event::connection(
+            room_id,
+            EventData::Connection {
+                state: ConnectionState::Reconnecting,
+                attempt: Some(self.failures),
+                delay_ms: Some(delay.as_millis() as u64),
+                reason: Some(reason.to_owned()),
+            },
+        );
+        if handler.handle(Incoming::Connection(Box::new(line))) == Verdict::Stop {
+            return false;
+        }
+        tokio::time::sleep(delay).await;
+        true
+    }
+}
+
+/// Finds the room and checks it is live, retrying network failures with the reconnect policy.
+async fn find_live_room(
+    http: &Http,
+    backoff: &mut Backoff<'_>,
+    handler: &mut impl LiveHandler,
+) -> Result<Option<u64>, ConnectError> {
+    loop {
+        let found = match http.config.room_id {
+            Some(id) => Ok(id),
+            None => http.resolve_room_id().await,
+        };
+        let checked = match found {
+            Ok(id) => http.check_live(id).await.map(|()| id),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(id) => return Ok(Some(id)),
+            Err(e) if e.is_retryable() => {
+                let reason = e.to_string();
+                let delay = backoff.next(&reason, None)?;
+                let room = http.config.room_id.unwrap_or(0);
+                if !backoff.wait(room, delay, &reason, handler).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Follows one live until the handler stops, the room goes offline, or reconnecting fails
 /// `max_retries` times in a row.
 pub async fn run_live(
@@ -66,19 +144,22 @@ pub async fn run_live(
     handler: &mut impl LiveHandler,
 ) -> Result<LiveEnd, ConnectError> {
     let http = Http::new(config)?;
-    let room_id = match config.room_id {
-        Some(id) => id,
-        None => http.resolve_room_id().await?,
+    let mut backoff = Backoff {
+        config,
+        failures: 0,
     };
-    http.check_live(room_id).await?;
+    let Some(room_id) = find_live_room(&http, &mut backoff, handler).await? else {
+        return Ok(LiveEnd::Stopped);
+    };
     tracing::info!(user = %config.unique_id, room_id, "connecting");
 
     let mut resume = Resume::default();
-    let mut failures = 0u32;
     let mut drop_reason: Option<String> = None;
     loop {
         let outcome = match http.sign(room_id, resume.cursor.as_deref()).await {
-            Ok(signed) => session(&http, signed, handler, &mut resume, drop_reason.as_deref()).await,
+            Ok(signed) => {
+                session(&http, signed, handler, &mut resume, drop_reason.as_deref()).await
+            }
             Err(e) => Err(e),
         };
         let mut wait = None;
@@ -86,7 +167,7 @@ pub async fn run_live(
             Ok(SessionEnd::Stopped) => return Ok(LiveEnd::Stopped),
             Ok(SessionEnd::Dropped { reason, frames }) => {
                 if frames > 0 {
-                    failures = 0;
+                    backoff.failures = 0;
                 }
                 reason
             }
@@ -101,30 +182,10 @@ pub async fn run_live(
             }
             Err(e) => return Err(e),
         };
-        failures += 1;
-        if failures > config.max_retries {
-            return Err(ConnectError::Network {
-                context: format!("gave up after {} reconnect attempts", config.max_retries),
-                message: reason,
-            });
-        }
-        let base = config.retry_delay.saturating_mul(failures);
-        let jitter = base.mul_f64(fastrand::f64() * 0.2);
-        let delay = wait.unwrap_or(Duration::ZERO).max(base + jitter);
-        tracing::warn!(attempt = failures, delay_ms = delay.as_millis() as u64, %reason, "reconnecting");
-        let verdict = handler.handle(Incoming::Connection(Box::new(Event::connection(
-            room_id,
-            EventData::Connection {
-                state: ConnectionState::Reconnecting,
-                attempt: Some(failures),
-                delay_ms: Some(delay.as_millis() as u64),
-                reason: Some(reason.clone()),
-            },
-        ))));
-        if verdict == Verdict::Stop {
+        let delay = backoff.next(&reason, wait)?;
+        if !backoff.wait(room_id, delay, &reason, handler).await {
             return Ok(LiveEnd::Stopped);
         }
-        tokio::time::sleep(delay).await;
         drop_reason = Some(reason);
         if let Err(ConnectError::Offline(_)) = http.check_live(room_id).await {
             return Ok(LiveEnd::Offline);
@@ -195,7 +256,9 @@ async fn session(
     let wrapped = wrap_fetch_result(&signed.result_bytes);
     if let FrameContent::Messages { result, .. } = &first {
         resume.cursor = Some(result.cursor.clone());
-        resume.last_ts_ms = Some(result.now as i64).filter(|&t| t > 0).or(resume.last_ts_ms);
+        resume.last_ts_ms = Some(result.now as i64)
+            .filter(|&t| t > 0)
+            .or(resume.last_ts_ms);
     }
     if handler.handle(Incoming::Frame {
         raw: &wrapped,

@@ -46,10 +46,7 @@ impl Http {
             .client
             .get(url)
             .header("accept", "application/protobuf,application/json")
-            .header(
-                "user-agent",
-                concat!("tiklive/", env!("CARGO_PKG_VERSION")),
-            );
+            .header("user-agent", concat!("tiklive/", env!("CARGO_PKG_VERSION")));
         if let Some(key) = &self.config.sign_api_key {
             request = request.header("x-api-key", key);
         }
@@ -60,10 +57,9 @@ impl Http {
                 format!("sessionid={session}; tt-target-idc={idc}"),
             );
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ConnectError::network("cannot reach the signing service", without_url(e)))?;
+        let response = request.send().await.map_err(|e| {
+            ConnectError::network("cannot reach the signing service", without_url(e))
+        })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(|e| {
@@ -90,7 +86,9 @@ impl Http {
             return Err(ConnectError::SignIncomplete("a cursor in the fetch result"));
         }
         if result.push_server.is_empty() {
-            return Err(ConnectError::SignIncomplete("a push server in the fetch result"));
+            return Err(ConnectError::SignIncomplete(
+                "a push server in the fetch result",
+            ));
         }
         let room_id = headers
             .get("x-room-id")
@@ -133,7 +131,11 @@ fn sign_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ConnectError {
     let mut message = json["message"]
         .as_str()
         .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_owned());
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_owned()
+        });
     if message.is_empty() {
         message = "no explanation given".into();
     }
@@ -147,7 +149,8 @@ fn sign_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ConnectError {
                 .map(|l| format!(" ({l})"))
                 .unwrap_or_default();
             let now = crate::events::now_ms() / 1000;
-            let seconds = |name: &str| header_str(headers, name).and_then(|v| v.trim().parse::<i64>().ok());
+            let seconds =
+                |name: &str| header_str(headers, name).and_then(|v| v.trim().parse::<i64>().ok());
             // retry-after is relative; the reset headers may be absolute epoch seconds or relative.
             let retry_after = seconds("retry-after")
                 .or_else(|| {

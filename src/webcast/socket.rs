@@ -28,7 +28,14 @@ pub(super) fn socket_url(signed: &SignedConnection, user_agent: &str, compress: 
         ("aid", "1988"),
         ("app_language", "en"),
         ("app_name", "tiktok_web"),
-        ("browser_platform", if user_agent.contains("Windows") { "Win32" } else { "MacIntel" }),
+        (
+            "browser_platform",
+            if user_agent.contains("Windows") {
+                "Win32"
+            } else {
+                "MacIntel"
+            },
+        ),
         ("browser_language", "en-US"),
         ("browser_name", browser_name),
         ("browser_version", browser_version),
@@ -113,19 +120,32 @@ pub(super) async fn open(
     let connect = async {
         match &http.config.proxy {
             None => {
-                tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
-                    .await
+                tokio_tungstenite::connect_async_tls_with_config(
+                    request,
+                    Some(config),
+                    true,
+                    connector,
+                )
+                .await
             }
             Some(proxy) => {
-                let stream = tunnel(proxy, url).await.map_err(|e| {
-                    tungstenite::Error::Io(std::io::Error::other(e.to_string()))
-                })?;
-                tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), connector)
+                let stream = tunnel(proxy, url)
                     .await
+                    .map_err(|e| tungstenite::Error::Io(std::io::Error::other(e.to_string())))?;
+                tokio_tungstenite::client_async_tls_with_config(
+                    request,
+                    stream,
+                    Some(config),
+                    connector,
+                )
+                .await
             }
         }
     };
-    let timeout = http.config.http_timeout.max(std::time::Duration::from_secs(1));
+    let timeout = http
+        .config
+        .http_timeout
+        .max(std::time::Duration::from_secs(1));
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err(ConnectError::network(
             "cannot open the WebSocket",
@@ -201,14 +221,20 @@ async fn tunnel(proxy: &str, target: &str) -> Result<TcpStream, ConnectError> {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 16 * 1024 {
-            return Err(ConnectError::network("the proxy answered", "an oversized header"));
+            return Err(ConnectError::network(
+                "the proxy answered",
+                "an oversized header",
+            ));
         }
         let n = stream
             .read(&mut byte)
             .await
             .map_err(|e| ConnectError::network("cannot talk to the proxy", e))?;
         if n == 0 {
-            return Err(ConnectError::network("the proxy closed the tunnel", "no answer"));
+            return Err(ConnectError::network(
+                "the proxy closed the tunnel",
+                "no answer",
+            ));
         }
         head.push(byte[0]);
     }
@@ -280,8 +306,14 @@ mod tests {
 
     #[test]
     fn socket_url_carries_cursor_route_params_and_version_suffix() {
-        let url = socket_url(&signed("wss://push.example/webcast/im/push/"), "Mozilla/5.0 (X)", true);
-        assert!(url.starts_with("wss://push.example/webcast/im/push/?version_code=180800&aid=1988"));
+        let url = socket_url(
+            &signed("wss://push.example/webcast/im/push/"),
+            "Mozilla/5.0 (X)",
+            true,
+        );
+        assert!(
+            url.starts_with("wss://push.example/webcast/im/push/?version_code=180800&aid=1988")
+        );
         assert!(url.contains("&compress=gzip&"));
         assert!(url.contains("&room_id=42&internal_ext=fetch_time%3A1%7Cx&cursor=c_1"));
         assert!(url.contains("&imprp=abc"));
