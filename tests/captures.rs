@@ -6,9 +6,7 @@ use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use prost::Message;
-use tiklive::events::{
-    ControlAction, DecodeOptions, Event, EventData, SocialKind, decode_message,
-};
+use tiklive::events::{ControlAction, DecodeOptions, Event, EventData, SocialKind, decode_message};
 use tiklive::protocol::{self, BaseMessage, FrameContent, PushFrame};
 
 fn capture(name: &str) -> Vec<u8> {
@@ -86,7 +84,10 @@ fn chat_emote_only() {
     assert!(!user.is_moderator);
     assert_eq!(user.gifter_level, 16);
     let avatar = user.avatar_url.as_deref().unwrap();
-    assert!(avatar.contains("aweme/100x100/") && avatar.contains("1689362917547010.webp"), "{avatar}");
+    assert!(
+        avatar.contains("aweme/100x100/") && avatar.contains("1689362917547010.webp"),
+        "{avatar}"
+    );
     let EventData::Chat {
         comment,
         emotes,
@@ -191,7 +192,8 @@ fn push_frame_like_decodes_and_its_ack_matches_the_test_vector() {
     assert_eq!(frame.payload_encoding, "pb");
     assert_eq!(frame.payload.len(), 3738);
 
-    let FrameContent::Messages { log_id, result } = protocol::decode_frame(Bytes::from(raw)).unwrap()
+    let FrameContent::Messages { log_id, result } =
+        protocol::decode_frame(Bytes::from(raw)).unwrap()
     else {
         panic!("not a msg frame")
     };
@@ -291,7 +293,12 @@ fn replay_binary_prints_the_captured_like() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
