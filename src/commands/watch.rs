@@ -152,6 +152,10 @@ impl WatchHandler {
 }
 
 impl LiveHandler for WatchHandler {
+    fn room_found(&mut self, room_id: u64) {
+        self.room_id = room_id;
+    }
+
     fn handle(&mut self, incoming: Incoming<'_>) -> Verdict {
         match incoming {
             Incoming::Connection(mut event) => {

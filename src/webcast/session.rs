@@ -36,6 +36,10 @@ pub enum Verdict {
 
 pub trait LiveHandler {
     fn handle(&mut self, incoming: Incoming<'_>) -> Verdict;
+
+    /// Called once the room id is known (before any connection line), so that lines written after a
+    /// failure can still name the room.
+    fn room_found(&mut self, _room_id: u64) {}
 }
 
 /// How a live run ended without an error.
@@ -151,6 +155,7 @@ pub async fn run_live(
     let Some(room_id) = find_live_room(&http, &mut backoff, handler).await? else {
         return Ok(LiveEnd::Stopped);
     };
+    handler.room_found(room_id);
     tracing::info!(user = %config.unique_id, room_id, "connecting");
 
     let mut resume = Resume::default();

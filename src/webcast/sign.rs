@@ -136,6 +136,8 @@ fn sign_error(status: u16, headers: &HeaderMap, body: &[u8]) -> ConnectError {
                 .trim()
                 .to_owned()
         });
+    let trimmed = message.trim_end_matches(['.', ' ']).len();
+    message.truncate(trimmed);
     if message.is_empty() {
         message = "no explanation given".into();
     }
