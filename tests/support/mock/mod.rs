@@ -116,6 +116,9 @@ pub struct Scenario {
     /// When set, room info reports the live rooms offline after this many room-info requests (the
     /// host ends the live while the client is away).
     pub live_room_infos: Option<usize>,
+    /// A logged-in client: `(session id, data centre)`. TikTok then expects the session cookies and the
+    /// account's `tt-target-idc` everywhere, and the signing service the session in `x-cookie-header`.
+    pub session: Option<(String, String)>,
 }
 
 impl Default for Scenario {
@@ -128,6 +131,7 @@ impl Default for Scenario {
             conns: Vec::new(),
             forbid_web: false,
             live_room_infos: None,
+            session: None,
         }
     }
 }
@@ -166,6 +170,10 @@ impl Scenario {
         self.conns.push(conn);
         self
     }
+    pub fn session(mut self, id: &str, idc: &str) -> Self {
+        self.session = Some((id.into(), idc.into()));
+        self
+    }
     pub fn forbid_web(mut self) -> Self {
         self.forbid_web = true;
         self
@@ -198,6 +206,8 @@ pub struct Signing {
     pub cursor_asked: String,
     pub user_agent: String,
     pub api_key: Option<String>,
+    /// The `x-cookie-header` sent for a logged-in connection.
+    pub cookie_header: Option<String>,
     pub imprp: String,
     pub ttwid: String,
     pub chain_token: String,
@@ -409,6 +419,11 @@ pub struct Mock {
 }
 
 impl Mock {
+    /// The port of the push server (the WebSocket).
+    pub fn ws_port(&self) -> u16 {
+        self.shared.ws_port
+    }
+
     pub fn start(scenario: Scenario) -> Mock {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -65,18 +65,43 @@ fn check_browser_identity(shared: &Shared, role: Role, request: &Request) {
             request.path
         ));
     }
-    let idc = request
-        .cookies()
-        .into_iter()
-        .find(|(k, _)| k == "tt-target-idc")
-        .map(|(_, v)| v);
-    if idc.as_deref() != Some("useast1a") {
-        shared.violation(format!(
-            "{role:?} {}: Cookie {:?} lacks tt-target-idc=useast1a",
-            request.path,
-            request.header("cookie")
+    for problem in session_cookie_problems(shared, &request.cookies()) {
+        shared.violation(format!("{role:?} {}: {problem}", request.path));
+    }
+}
+
+/// What is wrong with the cookies of a request to TikTok: the data centre must be `useast1a`, or the
+/// account's for a logged-in client, which must also send its session as `sessionid`, `sessionid_ss`
+/// and `sid_tt`.
+pub(super) fn session_cookie_problems(
+    shared: &Shared,
+    cookies: &[(String, String)],
+) -> Vec<String> {
+    let cookie = |name: &str| {
+        cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut problems = Vec::new();
+    let (want_idc, session) = match &shared.scenario.session {
+        Some((id, idc)) => (idc.as_str(), Some(id.as_str())),
+        None => ("useast1a", None),
+    };
+    if cookie("tt-target-idc") != Some(want_idc) {
+        problems.push(format!(
+            "Cookie lacks tt-target-idc={want_idc}: {cookies:?}"
         ));
     }
+    for name in ["sessionid", "sessionid_ss", "sid_tt"] {
+        if cookie(name) != session {
+            problems.push(format!(
+                "cookie {name} is {:?}, expected {session:?}",
+                cookie(name)
+            ));
+        }
+    }
+    problems
 }
 
 fn web(shared: &Shared, request: &Request) -> Answer {
@@ -219,6 +244,7 @@ fn sign(shared: &Shared, request: &Request) -> Answer {
         cursor_asked: request.param("cursor").unwrap_or("").into(),
         user_agent: request.param("user_agent").unwrap_or("").into(),
         api_key: request.header("x-api-key").map(str::to_owned),
+        cookie_header: request.header("x-cookie-header").map(str::to_owned),
         ..Default::default()
     };
     let answer = sign_answer(shared, request, room_id, &mut record);

@@ -184,12 +184,7 @@ fn check_handshake(shared: &Shared, index: usize, req: &Request) -> Result<(u64,
             .map(|(_, v)| v.as_str())
     };
     expect("ttwid cookie", cookie("ttwid"), &signing.ttwid);
-    if cookie("tt-target-idc").is_none_or(str::is_empty) {
-        wrong.push(format!(
-            "Cookie {:?} has no tt-target-idc",
-            req.header("cookie")
-        ));
-    }
+    wrong.extend(super::peers::session_cookie_problems(shared, &cookies));
     if !req
         .query
         .iter()
