@@ -248,17 +248,19 @@ fn started(
     let mut child = watch(mock, dir, "seller", &[]).spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let deadline = std::time::Instant::now() + RUN_LIMIT;
-    loop {
-        assert!(std::time::Instant::now() < deadline, "no chat line in time");
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "stdout closed early"
-        );
+    let mut line = String::new();
+    while std::time::Instant::now() < deadline {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
         if line.contains("\"type\":\"chat\"") {
             return (child, stdout);
         }
     }
+    let _ = child.kill();
+    let out = finish(child);
+    panic!("no chat line in time (last {line:?})\n{out}");
 }
 
 fn signal_ends_with(signal: i32, code: i32) {
