@@ -40,7 +40,7 @@ fn main() {
             .map(|i| {
                 let user = &users[(f * PER_FRAME + i) % users.len()];
                 match i {
-                    0 | 1 | 2 => m.chat(user, &format!("JP A{} M x{}", f % 90, 1 + i)),
+                    0..=2 => m.chat(user, &format!("JP A{} M x{}", f % 90, 1 + i)),
                     3 => m.chat(user, "trop belle cette robe 😍 elle existe en bleu ?"),
                     4 => m.like(user, 15, 10_000 + f as u64),
                     5 => m.member(user, 800 + (f % 50) as u64),
@@ -83,7 +83,7 @@ fn main() {
     let mut child = cmd.spawn().expect("spawn tiklive");
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let counter =
-        std::thread::spawn(move || stdout.lines().map(|l| l.expect("stdout")).count() as u64);
+        std::thread::spawn(move || stdout.lines().inspect(|l| assert!(l.is_ok())).count() as u64);
     let (status, maxrss_kib) = wait_with_peak_rss(&mut child);
     let lines = counter.join().unwrap();
     let elapsed = start.elapsed();
