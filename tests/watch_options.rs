@@ -335,3 +335,23 @@ fn dotenv_is_read_but_the_environment_and_flags_win() {
         "{out}"
     );
 }
+
+#[test]
+fn incomplete_signing_answers_are_errors_retried_then_exit_5() {
+    for (mode, needle) in [
+        (SignMode::NoCookie, "without cookies (x-set-tt-cookie)"),
+        (SignMode::NoCursor, "without a cursor"),
+    ] {
+        let mock = Mock::start(Scenario::default().sign_answers(vec![mode]));
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(watch(&mock, dir.path(), "seller", &["--max-retries", "1"]));
+        assert_eq!(out.code(), Some(5), "{out}");
+        assert!(out.stderr.contains(needle), "{out}");
+        let state = mock.finished();
+        assert_eq!(state.signings.len(), 2, "one retry");
+        assert!(
+            state.conns.is_empty(),
+            "no socket without a complete signature"
+        );
+    }
+}

@@ -97,6 +97,10 @@ pub enum SignMode {
     RateLimited {
         retry_after: u64,
     },
+    /// Answer 200 without the `x-set-tt-cookie` header (TikTok detected the sign server).
+    NoCookie,
+    /// Answer 200 with a fetch result whose cursor is empty (a blocked initial fetch).
+    NoCursor,
 }
 
 #[derive(Debug, Clone)]

@@ -332,19 +332,22 @@ fn sign_answer(shared: &Shared, request: &Request, room_id: u64, record: &mut Si
         is_first: true,
         ..Default::default()
     };
-    (
-        200,
-        vec![
-            ("Content-Type", "application/protobuf".into()),
-            (
-                "x-set-tt-cookie",
-                format!(
-                    "ttwid={}; tt_chain_token={}",
-                    record.ttwid, record.chain_token
-                ),
+    let mut result = result;
+    if mode == SignMode::NoCursor {
+        result.cursor.clear();
+    }
+    let mut headers = vec![
+        ("Content-Type", "application/protobuf".into()),
+        ("x-request-id", token(16)),
+    ];
+    if mode != SignMode::NoCookie {
+        headers.push((
+            "x-set-tt-cookie",
+            format!(
+                "ttwid={}; tt_chain_token={}",
+                record.ttwid, record.chain_token
             ),
-            ("x-request-id", token(16)),
-        ],
-        result.encode_to_vec(),
-    )
+        ));
+    }
+    (200, headers, result.encode_to_vec())
 }
