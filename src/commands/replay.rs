@@ -2,7 +2,7 @@
 //! on every core.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter, Read};
 
 use anyhow::Context;
 
@@ -16,10 +16,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Exit> {
     let input: Box<dyn Read + Send> = if args.file.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
-        Box::new(
+        Box::new(BufReader::with_capacity(
+            256 * 1024,
             File::open(&args.file)
                 .with_context(|| format!("cannot open {}", args.file.display()))?,
-        )
+        ))
     };
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
