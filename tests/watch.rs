@@ -16,10 +16,6 @@ const ROSE_GROUP: u64 = 1_767_225_600_123;
 /// The log id of the captured push frame (PROTOCOL.md §6.7), which asks for an ack with `-`.
 const CAPTURED_FRAME_LOG_ID: u64 = 5_092_463_814_493_970_448;
 
-fn buyer() -> tiklive::protocol::User {
-    viewer(6_900_000_000_000_000_001, "Camille 🛍️", "camille.shop")
-}
-
 fn fan() -> tiklive::protocol::User {
     viewer(6_900_000_000_000_000_002, "Léa", "lea_b")
 }
@@ -76,6 +72,24 @@ fn connection_states(events: &[Value]) -> Vec<&str> {
         .filter(|e| e["type"] == "connection")
         .map(|e| e["state"].as_str().unwrap())
         .collect()
+}
+
+/// Asserts one drop and one successful reconnect, and returns the `reconnecting` line.
+fn reconnected_once(events: &[Value]) -> &Value {
+    assert_eq!(
+        connection_states(events),
+        [
+            "connected",
+            "reconnecting",
+            "connected",
+            "gap",
+            "disconnected"
+        ]
+    );
+    events
+        .iter()
+        .find(|e| e["state"] == "reconnecting")
+        .unwrap()
 }
 
 fn line(events: &[Value], msg_id: u64) -> &Value {
@@ -631,20 +645,7 @@ fn dropped_connection_resumes_from_the_last_cursor_without_duplicates() {
     let events = lines(&out);
     assert_eq!(printed_ids(&events), live.expected, "{out}");
     assert_no_duplicates(&events);
-    assert_eq!(
-        connection_states(&events),
-        [
-            "connected",
-            "reconnecting",
-            "connected",
-            "gap",
-            "disconnected"
-        ]
-    );
-    let reconnecting = events
-        .iter()
-        .find(|e| e["state"] == "reconnecting")
-        .unwrap();
+    let reconnecting = reconnected_once(&events);
     assert_eq!(reconnecting["attempt"], 1);
     assert!(
         reconnecting["delay_ms"].as_u64().is_some_and(|d| d >= 100),
@@ -687,20 +688,7 @@ fn silent_connection_is_declared_dead_and_replaced() {
     assert_eq!(out.code(), Some(0), "{out}");
     let events = lines(&out);
     assert_eq!(printed_ids(&events), ids(&[&a, &b, &end]));
-    assert_eq!(
-        connection_states(&events),
-        [
-            "connected",
-            "reconnecting",
-            "connected",
-            "gap",
-            "disconnected"
-        ]
-    );
-    let reconnecting = events
-        .iter()
-        .find(|e| e["state"] == "reconnecting")
-        .unwrap();
+    let reconnecting = reconnected_once(&events);
     assert!(
         reconnecting["reason"]
             .as_str()

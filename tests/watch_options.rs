@@ -11,10 +11,6 @@ use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-fn buyer() -> tiklive::protocol::User {
-    viewer(6_900_000_000_000_000_001, "Camille 🛍️", "camille.shop")
-}
-
 /// A live that has a chat, waits for the test to release it, then ends.
 fn paused_live() -> (Scenario, u64) {
     let mut m = Messages::new(ROOM_ID);

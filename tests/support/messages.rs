@@ -50,6 +50,11 @@ pub fn capture_frame_ack(frame: &[u8]) -> Option<(u64, String)> {
         .then_some((frame.log_id, result.internal_ext))
 }
 
+/// The viewer who claims things in most scenarios.
+pub fn buyer() -> User {
+    viewer(6_900_000_000_000_000_001, "Camille 🛍️", "camille.shop")
+}
+
 pub fn viewer(id: u64, nickname: &str, unique_id: &str) -> User {
     User {
         id,
