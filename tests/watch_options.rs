@@ -240,8 +240,12 @@ fn logged_in_session_sends_session_cookies_everywhere_and_never_prints_them() {
 fn started(
     mock: &Mock,
     dir: &std::path::Path,
+    stdin: std::process::Stdio,
 ) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
-    let mut child = watch(mock, dir, "seller", &[]).spawn().unwrap();
+    let mut child = watch(mock, dir, "seller", &[])
+        .stdin(stdin)
+        .spawn()
+        .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let deadline = std::time::Instant::now() + RUN_LIMIT;
     let mut line = String::new();
@@ -263,7 +267,7 @@ fn signal_ends_with(signal: i32, code: i32) {
     let (scenario, _) = paused_live();
     let mock = Mock::start(scenario);
     let dir = tempfile::tempdir().unwrap();
-    let (child, mut stdout) = started(&mock, dir.path());
+    let (child, mut stdout) = started(&mock, dir.path(), std::process::Stdio::null());
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let mut rest = String::new();
@@ -350,4 +354,21 @@ fn incomplete_signing_answers_are_errors_retried_then_exit_5() {
             "no socket without a complete signature"
         );
     }
+}
+
+#[test]
+fn closing_stdin_pipe_ends_the_run_with_exit_0() {
+    let (scenario, _) = paused_live();
+    let mock = Mock::start(scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut stdout) = started(&mock, dir.path(), std::process::Stdio::piped());
+    drop(child.stdin.take());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = finish(child);
+    assert_eq!(out.code(), Some(0), "{out}\n{rest}");
+    let last: Value = serde_json::from_str(rest.lines().last().expect("a last line")).unwrap();
+    assert_eq!(last["state"], "disconnected");
+    assert_eq!(last["reason"], "stdin was closed");
+    mock.release();
 }
