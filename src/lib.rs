@@ -10,6 +10,7 @@ pub mod events;
 pub mod pipeline;
 pub mod protocol;
 pub mod recording;
+pub mod store;
 pub mod webcast;
 
 /// Standard base64 (RFC 4648, with padding): for payloads in `--include-raw` and proxy credentials.

@@ -1,0 +1,356 @@
+//! The database schema as a list of forward migrations. `PRAGMA user_version` is the number of
+//! migrations applied; opening a database applies the missing ones in one transaction, and refuses a
+//! database whose version is higher than this binary knows, without writing to it.
+//!
+//! Ids from TikTok (room, message, user) are stored as INTEGER: they are below 2^63. Times are Unix
+//! milliseconds. Never edit a migration that has shipped: add one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// `PRAGMA application_id` of a tiklive database ("TKLV"), so that `--db` pointed at another
+/// application's database is refused instead of receiving tiklive's tables.
+const APPLICATION_ID: i32 = 0x544b_4c56;
+
+/// The schema version this binary creates and understands.
+pub const SUPPORTED_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Migration `i` takes a database from version `i` to version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: lives, the buyers seen in them, and every event.
+    r#"
+    CREATE TABLE lives (
+        id          INTEGER PRIMARY KEY,
+        host        TEXT    NOT NULL,
+        room_id     INTEGER NOT NULL,
+        title       TEXT,
+        source      TEXT    NOT NULL CHECK (source IN ('watch', 'replay')),
+        started_at  INTEGER NOT NULL,
+        ended_at    INTEGER
+    );
+    CREATE INDEX lives_room ON lives (room_id);
+    CREATE INDEX lives_started ON lives (started_at);
+
+    -- Keyed on TikTok's permanent numeric user id: the @handle and nickname can change, and the row
+    -- keeps the latest ones seen.
+    CREATE TABLE buyers (
+        id          INTEGER PRIMARY KEY,
+        unique_id   TEXT    NOT NULL,
+        nickname    TEXT    NOT NULL,
+        avatar_url  TEXT,
+        first_seen  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL
+    );
+    CREATE INDEX buyers_unique_id ON buyers (unique_id);
+
+    -- One row per typed event except connection lines. The columns are derived from the event by
+    -- `store::row`, and `json` is the event's NDJSON line, so the two cannot disagree.
+    CREATE TABLE events (
+        id                INTEGER PRIMARY KEY,
+        live_id           INTEGER NOT NULL REFERENCES lives (id),
+        room_id           INTEGER NOT NULL,
+        msg_id            INTEGER NOT NULL,
+        type              TEXT    NOT NULL,
+        ts                INTEGER NOT NULL,
+        user_id           INTEGER,
+        unique_id         TEXT,
+        nickname          TEXT,
+        comment           TEXT,
+        gift_id           INTEGER,
+        gift_name         TEXT,
+        repeat_count      INTEGER,
+        total_diamonds    INTEGER,
+        gift_streaking    INTEGER,
+        like_count        INTEGER,
+        total_like_count  INTEGER,
+        viewer_count      INTEGER,
+        json              TEXT    NOT NULL,
+        UNIQUE (room_id, msg_id)
+    );
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX events_type_ts ON events (type, ts);
+    CREATE INDEX events_user ON events (user_id, ts) WHERE user_id IS NOT NULL;
+    CREATE INDEX events_live ON events (live_id, ts);
+
+    PRAGMA application_id = 1414220886;
+    "#,
+    // 2: claims, sales and export cursors.
+    r#"
+    -- Every chat event whose claim parser matched. Arrival order is (ts, msg_id).
+    CREATE TABLE claims (
+        id        INTEGER PRIMARY KEY,
+        event_id  INTEGER NOT NULL UNIQUE REFERENCES events (id),
+        live_id   INTEGER NOT NULL REFERENCES lives (id),
+        room_id   INTEGER NOT NULL,
+        msg_id    INTEGER NOT NULL,
+        buyer_id  INTEGER REFERENCES buyers (id),
+        item      TEXT,
+        variant   TEXT,
+        quantity  INTEGER NOT NULL,
+        raw       TEXT    NOT NULL,
+        ts        INTEGER NOT NULL,
+        UNIQUE (room_id, msg_id)
+    );
+    CREATE INDEX claims_order ON claims (ts, msg_id);
+    CREATE INDEX claims_live ON claims (live_id, ts, msg_id);
+    CREATE INDEX claims_buyer ON claims (buyer_id);
+
+    -- Claims recorded in `events` before this table existed.
+    INSERT INTO claims (event_id, live_id, room_id, msg_id, buyer_id, item, variant, quantity, raw, ts)
+    SELECT e.id, e.live_id, e.room_id, e.msg_id, b.id,
+           json_extract(e.json, '$.claim.item'), json_extract(e.json, '$.claim.variant'),
+           json_extract(e.json, '$.claim.quantity'), json_extract(e.json, '$.claim.raw'), e.ts
+    FROM events e LEFT JOIN buyers b ON b.id = e.user_id
+    WHERE e.type = 'chat' AND json_type(e.json, '$.claim') = 'object'
+    ORDER BY e.ts, e.msg_id;
+
+    -- What a seller sold. Prices are INTEGER minor units (cents; yen for JPY) of an ISO 4217 currency,
+    -- both unset until the price is known. A message has at most one sale that is not cancelled.
+    CREATE TABLE sales (
+        id                INTEGER PRIMARY KEY,
+        live_id           INTEGER NOT NULL REFERENCES lives (id),
+        room_id           INTEGER NOT NULL,
+        buyer_id          INTEGER NOT NULL REFERENCES buyers (id),
+        claim_id          INTEGER REFERENCES claims (id),
+        msg_id            INTEGER,
+        item              TEXT,
+        variant           TEXT,
+        quantity          INTEGER NOT NULL DEFAULT 1 CHECK (quantity > 0),
+        unit_price_cents  INTEGER CHECK (unit_price_cents >= 0),
+        currency          TEXT    CHECK (currency GLOB '[A-Z][A-Z][A-Z]'),
+        status            TEXT    NOT NULL DEFAULT 'pending'
+                          CHECK (status IN ('pending', 'confirmed', 'paid', 'cancelled')),
+        note              TEXT,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL,
+        CHECK ((unit_price_cents IS NULL) = (currency IS NULL)),
+        -- A sale made from a claim carries the claim's message id, so the unique index below sees it.
+        CHECK (claim_id IS NULL OR msg_id IS NOT NULL)
+    );
+    CREATE UNIQUE INDEX sales_one_per_message ON sales (room_id, msg_id)
+        WHERE msg_id IS NOT NULL AND status <> 'cancelled';
+    CREATE INDEX sales_live ON sales (live_id);
+    CREATE INDEX sales_buyer ON sales (buyer_id);
+    CREATE INDEX sales_claim ON sales (claim_id);
+
+    -- Incremental exports: the last row id each named export has written.
+    CREATE TABLE export_cursors (
+        name        TEXT    PRIMARY KEY,
+        last_id     INTEGER NOT NULL DEFAULT 0,
+        updated_at  INTEGER NOT NULL
+    );
+    "#,
+];
+
+fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// Refuses, before anything is written, a database that is not tiklive's or is newer than this binary.
+pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let read = || -> rusqlite::Result<(u32, i32, bool)> {
+        let version = user_version(conn)?;
+        let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+        let has_tables =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_schema)", [], |r| {
+                r.get(0)
+            })?;
+        Ok((version, app, has_tables))
+    };
+    let (version, app, has_tables) = read().map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let ours = app == APPLICATION_ID || (app == 0 && version == 0 && !has_tables);
+    if !ours {
+        return Err(StoreError::NotTiklive {
+            path: path.to_owned(),
+        });
+    }
+    if version > SUPPORTED_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SUPPORTED_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the database to [`SUPPORTED_VERSION`].
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found = migrate_to(conn, MIGRATIONS.len()).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Only if a newer tiklive migrated the file between `check_version` and here.
+    if found > MIGRATIONS.len() {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: found as u32,
+            supported: SUPPORTED_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Applies the migrations up to `target` (a number of migrations) in one transaction; returns the
+/// version found. A database at or past `target` is not written to.
+fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<usize> {
+    let found = user_version(conn)? as usize;
+    if found >= target {
+        return Ok(found);
+    }
+    // IMMEDIATE takes the write lock first, so that two processes opening an old database at once
+    // migrate it once: the second one reads the version again under the lock.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = user_version(&tx)? as usize;
+    if found < target {
+        for sql in &MIGRATIONS[found..target] {
+            tx.execute_batch(sql)?;
+        }
+        tx.pragma_update(None, "user_version", target as u32)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn application_id_constant_matches_the_migration() {
+        assert!(MIGRATIONS[0].contains(&format!("application_id = {APPLICATION_ID};")));
+    }
+
+    #[test]
+    fn older_database_is_migrated_on_open_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "wal").unwrap();
+            migrate_to(&mut conn, 1).unwrap();
+            assert_eq!(user_version(&conn).unwrap(), 1);
+            conn.execute_batch(
+                r#"
+                INSERT INTO lives (id, host, room_id, source, started_at) VALUES (1, 'shop', 7, 'watch', 100);
+                INSERT INTO buyers VALUES (42, 'anna', 'Anna', NULL, 1000, 1000);
+                INSERT INTO events (live_id, room_id, msg_id, type, ts, user_id, comment, json)
+                VALUES (1, 7, 900, 'chat', 1000, 42, 'jp 12 M',
+                        '{"v":1,"type":"chat","comment":"jp 12 M","claim":{"item":"12","variant":"M","quantity":2,"raw":"jp 12 M"}}'),
+                       (1, 7, 901, 'chat', 1001, 42, 'hello', '{"v":1,"type":"chat","comment":"hello"}'),
+                       (1, 7, 902, 'like', 1002, 42, NULL, '{"v":1,"type":"like"}');
+                "#,
+            )
+            .unwrap();
+        }
+
+        let store = Store::open(&path).unwrap();
+        let conn = store.conn();
+        assert_eq!(user_version(conn).unwrap(), SUPPORTED_VERSION);
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            (count("lives"), count("buyers"), count("events")),
+            (1, 1, 3)
+        );
+        // The claim already in `events` got its row in the new table.
+        let claim: (i64, i64, Option<String>, Option<String>, i64, String) = conn
+            .query_row(
+                "SELECT msg_id, buyer_id, item, variant, quantity, raw FROM claims",
+                [],
+                |r| r.try_into(),
+            )
+            .unwrap();
+        assert_eq!(
+            claim,
+            (
+                900,
+                42,
+                Some("12".into()),
+                Some("M".into()),
+                2,
+                "jp 12 M".into()
+            )
+        );
+        assert_eq!(count("sales") + count("export_cursors"), 0);
+        drop(store);
+        // Opening again applies nothing.
+        let again = Store::open(&path).unwrap();
+        assert_eq!(user_version(again.conn()).unwrap(), SUPPORTED_VERSION);
+    }
+
+    #[test]
+    fn newer_database_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("future.db");
+        drop(Store::open(&path).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+            conn.pragma_update(None, "journal_mode", "delete").unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        match &err {
+            StoreError::TooNew {
+                path: p,
+                found,
+                supported,
+            } => {
+                assert_eq!(
+                    (p.as_path(), *found, *supported),
+                    (path.as_path(), 99, SUPPORTED_VERSION)
+                );
+            }
+            other => panic!("expected TooNew, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("future.db") && msg.contains("99"), "{msg}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was modified"
+        );
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 99);
+    }
+
+    #[test]
+    fn one_message_has_at_most_one_sale_that_is_not_cancelled() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        conn.execute_batch(
+            "INSERT INTO lives (id, host, room_id, source, started_at) VALUES (1, 'shop', 7, 'watch', 0);
+             INSERT INTO buyers VALUES (42, 'anna', 'Anna', NULL, 0, 0);",
+        )
+        .unwrap();
+        let sale = |status: &str| {
+            conn.execute(
+                "INSERT INTO sales (live_id, room_id, buyer_id, msg_id, item, unit_price_cents, currency,
+                                    status, created_at, updated_at)
+                 VALUES (1, 7, 42, 900, '12', 1500, 'EUR', ?1, 0, 0)",
+                [status],
+            )
+        };
+        sale("cancelled").unwrap();
+        sale("pending").unwrap();
+        assert!(sale("confirmed").is_err());
+        sale("cancelled").unwrap();
+        assert!(sale("shipped").is_err(), "status is checked");
+        let no_currency = conn.execute(
+            "INSERT INTO sales (live_id, room_id, buyer_id, unit_price_cents, created_at, updated_at)
+             VALUES (1, 7, 42, 1500, 0, 0)",
+            [],
+        );
+        assert!(no_currency.is_err(), "a price needs its currency");
+    }
+}
