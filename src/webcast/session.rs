@@ -63,6 +63,18 @@ struct Resume {
     last_ts_ms: Option<i64>,
 }
 
+impl Resume {
+    /// Remembers the cursor and server time of a batch (the first one or any later frame).
+    fn advance(&mut self, result: &crate::protocol::FetchResult) {
+        if !result.cursor.is_empty() {
+            self.cursor = Some(result.cursor.clone());
+        }
+        if result.now > 0 {
+            self.last_ts_ms = Some(result.now as i64);
+        }
+    }
+}
+
 /// The reconnect policy: attempt n waits n × `retry_delay` plus up to 20% jitter; more than
 /// `max_retries` failures in a row is the end.
 struct Backoff<'a> {
@@ -254,17 +266,12 @@ async fn session(
     }
 
     // The signing service's first batch: no frame, no log id, never acked (§1.7).
+    resume.advance(&signed.result);
     let first = FrameContent::Messages {
         log_id: 0,
         result: signed.result,
     };
     let wrapped = wrap_fetch_result(&signed.result_bytes);
-    if let FrameContent::Messages { result, .. } = &first {
-        resume.cursor = Some(result.cursor.clone());
-        resume.last_ts_ms = Some(result.now as i64)
-            .filter(|&t| t > 0)
-            .or(resume.last_ts_ms);
-    }
     if handler.handle(Incoming::Frame {
         raw: &wrapped,
         decoded: Ok(&first),
@@ -315,12 +322,7 @@ async fn session(
                     {
                         return Ok(dropped(format!("could not ack a frame: {e}"), frames));
                     }
-                    if !result.cursor.is_empty() {
-                        resume.cursor = Some(result.cursor.clone());
-                    }
-                    if result.now > 0 {
-                        resume.last_ts_ms = Some(result.now as i64);
-                    }
+                    resume.advance(result);
                 }
                 if let Err(e) = &decoded {
                     tracing::warn!(%e, "skipped a frame that did not decode");
