@@ -198,6 +198,9 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, St
 /// Per-connection settings. WAL lets readers run beside the writer; `synchronous = NORMAL` is safe
 /// from corruption in WAL mode and may lose only the last transactions on a power cut, not on a crash.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // Before the first write, so only a new database gets it: 16 KiB pages write a batch of events in
+    // a quarter of the WAL frames (and system calls) of the default 4 KiB.
+    conn.pragma_update(None, "page_size", 16_384)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
     if mode != "wal" && mode != "memory" {

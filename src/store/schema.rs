@@ -70,10 +70,9 @@ pub const MIGRATIONS: &[&str] = &[
         json              TEXT    NOT NULL,
         UNIQUE (room_id, msg_id)
     );
+    -- One index besides the unique key: every index costs ingest speed, and exports and the API read
+    -- a time range and filter the rest (type, live, user) as they scan it.
     CREATE INDEX events_ts ON events (ts);
-    CREATE INDEX events_type_ts ON events (type, ts);
-    CREATE INDEX events_user ON events (user_id, ts) WHERE user_id IS NOT NULL;
-    CREATE INDEX events_live ON events (live_id, ts);
 
     PRAGMA application_id = 1414220886;
     "#,

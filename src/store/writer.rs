@@ -99,6 +99,8 @@ impl StoreWriter {
         // 40 MB of WAL rather than SQLite's 4 MB copies a page that many batches touch (an index page)
         // back into the database once instead of once per batch; the WAL file is then cut back to 64 MB.
         conn.pragma_update(None, "cache_size", -32_768)?;
+        // Checkpoints and the unique-key lookups read pages through the mapping instead of copying them.
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
         let (tx, rx) = mpsc::sync_channel(config.channel_capacity.max(1));
@@ -114,7 +116,7 @@ impl StoreWriter {
             config,
             shared: Arc::clone(&shared),
             batch: Vec::new(),
-            lagging: HashMap::new(),
+            buyers: HashMap::new(),
             stats: WriterStats::default(),
         };
         let thread = std::thread::Builder::new()
@@ -249,8 +251,8 @@ struct Writer {
     config: WriterConfig,
     shared: Arc<Shared>,
     batch: Vec<Op>,
-    /// Buyers whose stored `last_seen` is behind the latest event (see [`LAST_SEEN_STEP_MS`]).
-    lagging: HashMap<i64, i64>,
+    /// What this writer knows of the `buyers` rows it has touched.
+    buyers: BuyerCache,
     stats: WriterStats,
 }
 
@@ -310,24 +312,36 @@ impl Writer {
 
     /// Brings every lagging buyer's `last_seen` up to date.
     fn write_last_seen(&mut self) -> Result<(), StoreError> {
-        if self.lagging.is_empty() {
-            return Ok(());
-        }
-        retry_busy(|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut update = tx.prepare_cached(
-                    "UPDATE buyers SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
-                )?;
-                for (id, last) in &self.lagging {
-                    update.execute(params![id, last])?;
+        let lagging: Vec<(i64, i64)> = self
+            .buyers
+            .iter()
+            .filter(|(_, k)| k.latest_last > k.stored_last)
+            .map(|(id, k)| (*id, k.latest_last))
+            .collect();
+        if !lagging.is_empty() {
+            retry_busy(|| {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut update = tx.prepare_cached(
+                        "UPDATE buyers SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
+                    )?;
+                    for (id, last) in &lagging {
+                        update.execute(params![id, last])?;
+                    }
+                }
+                tx.commit()
+            })?;
+            for (id, last) in lagging {
+                if let Some(known) = self.buyers.get_mut(&id) {
+                    known.stored_last = known.stored_last.max(last);
                 }
             }
-            tx.commit()
-        })?;
-        self.lagging.clear();
+        }
+        if self.buyers.len() > MAX_CACHED_BUYERS {
+            self.buyers.clear();
+        }
         Ok(())
     }
 
@@ -355,7 +369,17 @@ impl Writer {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let counts = retry_busy(|| write_batch(&mut self.conn, &self.batch, &mut self.lagging))?;
+        let counts = retry_busy(|| {
+            let written = write_batch(&mut self.conn, &self.batch, &mut self.buyers);
+            // A rolled-back transaction may leave the cache ahead of the database.
+            if written.is_err() {
+                self.buyers.clear();
+            }
+            written
+        })?;
+        if self.buyers.len() > MAX_CACHED_BUYERS {
+            self.write_last_seen()?;
+        }
         self.stats.events += counts.events;
         self.stats.duplicates += counts.duplicates;
         self.stats.claims += counts.claims;
@@ -425,11 +449,11 @@ const UPDATE_LIVE: &str = "UPDATE lives SET \
 fn write_batch(
     conn: &mut Connection,
     batch: &[Op],
-    lagging: &mut HashMap<i64, i64>,
+    buyers: &mut BuyerCache,
 ) -> rusqlite::Result<Counts> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Buyers first: claims reference them.
-    upsert_buyers(&tx, batch, lagging)?;
+    upsert_buyers(&tx, batch, buyers)?;
     let mut counts = Counts::default();
     {
         let mut event_stmt = tx.prepare_cached(INSERT_EVENT)?;
@@ -501,13 +525,30 @@ fn insert_event(
     ])
 }
 
-/// One upsert per buyer per batch rather than per event: a batch of likes and joins names far fewer
-/// people than it has events. Notes in `lagging` the buyers whose `last_seen` was left behind.
-fn upsert_buyers(
-    conn: &Connection,
-    batch: &[Op],
-    lagging: &mut HashMap<i64, i64>,
-) -> rusqlite::Result<()> {
+/// What the writer last wrote to, or read from, a `buyers` row, so that a batch runs the upsert only
+/// for the buyers it would change: most batches name the same viewers again and change nothing.
+/// Another process writing the same buyers meanwhile can make this stale; the upsert's own conditions
+/// still keep the latest handle, so staleness only delays an update until the next change.
+#[derive(Debug)]
+struct KnownBuyer {
+    unique_id: String,
+    nickname: String,
+    first_seen: i64,
+    /// `last_seen` as stored.
+    stored_last: i64,
+    /// The latest event time seen; `write_last_seen` stores it.
+    latest_last: i64,
+}
+
+type BuyerCache = HashMap<i64, KnownBuyer>;
+
+/// Past this many, the cache is emptied after the next `last_seen` write (about 100 bytes each).
+const MAX_CACHED_BUYERS: usize = 200_000;
+
+/// One upsert per buyer per batch rather than per event, and only for a buyer the row of which would
+/// change (the same conditions as [`UPSERT_BUYER`]'s `WHERE`): a batch of likes and joins names far
+/// fewer people than it has events, and mostly people already stored.
+fn upsert_buyers(conn: &Connection, batch: &[Op], cache: &mut BuyerCache) -> rusqlite::Result<()> {
     struct Seen<'a> {
         latest: &'a UserRow,
         first: i64,
@@ -530,12 +571,29 @@ fn upsert_buyers(
         }
         entry.first = entry.first.min(row.ts);
     }
-    let mut buyers: Vec<_> = seen.into_iter().collect();
+    let mut changed: Vec<_> = seen
+        .into_iter()
+        .filter(|(id, s)| match cache.get_mut(id) {
+            Some(known) => {
+                let renamed =
+                    s.latest.unique_id != known.unique_id || s.latest.nickname != known.nickname;
+                let write = s.first < known.first_seen
+                    || s.last >= known.stored_last + LAST_SEEN_STEP_MS
+                    || (s.last >= known.stored_last && renamed);
+                known.latest_last = known.latest_last.max(s.last);
+                write
+            }
+            None => true,
+        })
+        .collect();
     // In key order, the B-tree is walked once.
-    buyers.sort_unstable_by_key(|(id, _)| *id);
+    changed.sort_unstable_by_key(|(id, _)| *id);
     let mut upsert = conn.prepare_cached(UPSERT_BUYER)?;
-    for (id, s) in buyers {
-        let written = upsert.execute(params![
+    let mut read = conn.prepare_cached(
+        "SELECT unique_id, nickname, first_seen, last_seen FROM buyers WHERE id = ?1",
+    )?;
+    for (id, s) in changed {
+        upsert.execute(params![
             id,
             s.latest.unique_id,
             s.latest.nickname,
@@ -543,17 +601,24 @@ fn upsert_buyers(
             s.first,
             s.last,
             LAST_SEEN_STEP_MS,
-        ])? == 1;
-        match lagging.get_mut(&id) {
-            Some(last) if written && *last <= s.last => {
-                lagging.remove(&id);
-            }
-            Some(last) => *last = (*last).max(s.last),
-            None if written => {}
-            None => {
-                lagging.insert(id, s.last);
-            }
-        }
+        ])?;
+        // The row as it is now, whatever the upsert decided.
+        let (unique_id, nickname, first_seen, stored_last) =
+            read.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let latest_last = cache
+            .get(&id)
+            .map_or(s.last, |k| k.latest_last.max(s.last))
+            .max(stored_last);
+        cache.insert(
+            id,
+            KnownBuyer {
+                unique_id,
+                nickname,
+                first_seen,
+                stored_last,
+                latest_last,
+            },
+        );
     }
     Ok(())
 }
