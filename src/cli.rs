@@ -11,11 +11,13 @@ pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_
 const EXIT_CODES: &str = "\
 Exit codes:
   0    the live ended, or stdout/stdin was closed
-  1    other failure (unreadable recording, output file error)
-  2    usage error
+  1    other failure (unreadable recording, output file error, database write error)
+  2    usage error (a bad flag, time, kind, price or id)
   3    user not found, or not live
   4    the signing service or TikTok refused the connection (rate limit, API key, plan)
   5    network failure after all retries
+  6    the database cannot be opened (unreadable, another application's, or newer than tiklive)
+  7    the sale or message does not exist, or a sale already exists for that message
   130  interrupted (Ctrl-C); 143 on SIGTERM";
 
 const NDJSON_SCHEMA: &str = "\
@@ -77,6 +79,12 @@ pub enum Command {
     /// Print the events of a recording made with `watch --record`, exactly as watch printed them.
     #[command(after_help = EXIT_CODES, after_long_help = concat_help())]
     Replay(ReplayArgs),
+    /// Create, list, update and cancel sales made from chat claims.
+    #[command(subcommand)]
+    Sale(SaleCommand),
+    /// Write stored history as CSV (RFC 4180, UTF-8, header first).
+    #[command(after_help = EXIT_CODES, after_long_help = EXPORT_HELP)]
+    Export(ExportArgs),
 }
 
 fn concat_help() -> String {
@@ -96,6 +104,12 @@ pub struct WatchArgs {
     pub output: OutputArgs,
 
     #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub auto_sale: AutoSaleArgs,
+
+    #[command(flatten)]
     pub connection: ConnectionArgs,
 }
 
@@ -108,8 +122,304 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// The host the recording was made from, as stored in `lives.host` (default: the file name).
+    #[arg(long, value_name = "USER")]
+    pub host: Option<String>,
+
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The database file, shared by every command that reads or writes it.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db).
+    #[arg(long, value_name = "PATH", env = "TIKLIVE_DB")]
+    pub db: Option<PathBuf>,
+}
+
+/// Whether and how `watch` and `replay` store what they print.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Do not store anything; only print.
+    #[arg(long, env = "TIKLIVE_NO_STORE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_store: bool,
+
+    /// Commit stored events at least this often.
+    #[arg(long, value_name = "DURATION", env = "TIKLIVE_COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub commit_interval: Duration,
+
+    /// Commit at most this many events in one transaction.
+    #[arg(long, value_name = "N", env = "TIKLIVE_COMMIT_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub commit_events: u32,
+}
+
+/// `watch --auto-sale`: a pending sale for every claim, as it arrives.
+#[derive(Debug, Args)]
+pub struct AutoSaleArgs {
+    /// Create a pending sale for every claim as it arrives (item, variant and quantity from the claim).
+    #[arg(long, env = "TIKLIVE_AUTO_SALE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub auto_sale: bool,
+
+    /// CSV of item code to unit price (`item,price`, header optional), used by --auto-sale.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TIKLIVE_PRICE_LIST",
+        requires = "auto_sale"
+    )]
+    pub price_list: Option<PathBuf>,
+
+    /// ISO 4217 currency of prices given without one.
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "TIKLIVE_CURRENCY",
+        default_value = "EUR"
+    )]
+    pub currency: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SaleCommand {
+    /// Create a sale from a chat message (usually a claim), or a manual sale for a buyer.
+    #[command(after_help = EXIT_CODES)]
+    Create(SaleCreateArgs),
+    /// List sales, oldest first.
+    #[command(after_help = EXIT_CODES)]
+    List(SaleListArgs),
+    /// Change a sale's status, price, quantity or note.
+    #[command(after_help = EXIT_CODES)]
+    Update(SaleUpdateArgs),
+    /// Cancel a sale (nothing is deleted; its message can then be sold again).
+    #[command(after_help = EXIT_CODES)]
+    Cancel(SaleCancelArgs),
+}
+
+/// How a sale command prints: a table on a terminal, JSON otherwise.
+#[derive(Debug, Args)]
+pub struct SaleOutputArgs {
+    /// Print JSON (one object; NDJSON for lists) even on a terminal.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["message", "buyer"])))]
+pub struct SaleCreateArgs {
+    /// The chat message the sale comes from (its msg_id, as printed by watch).
+    #[arg(long, value_name = "MSG_ID")]
+    pub message: Option<String>,
+
+    /// A manual sale for this buyer: `@handle` or TikTok's numeric user id.
+    #[arg(long, value_name = "BUYER")]
+    pub buyer: Option<String>,
+
+    /// The live of a manual sale (default: the buyer's latest live).
+    #[arg(long, value_name = "LIVE_ID", requires = "buyer")]
+    pub live: Option<i64>,
+
+    /// Item code (default: the claim's).
+    #[arg(long, value_name = "CODE")]
+    pub item: Option<String>,
+
+    /// Variant, e.g. a size (default: the claim's).
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
+
+    /// Quantity (default: the claim's, else 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub qty: Option<u32>,
+
+    /// Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency.
+    #[arg(long, value_name = "PRICE")]
+    pub price: Option<String>,
+
+    /// ISO 4217 currency of the price.
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "TIKLIVE_CURRENCY",
+        default_value = "EUR"
+    )]
+    pub currency: String,
+
+    /// A free note.
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+
+    /// Create the sale even if the message already has one.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub output: SaleOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SaleListArgs {
+    /// Only the sales of this live (its id in the database).
+    #[arg(long, value_name = "LIVE_ID")]
+    pub live: Option<i64>,
+
+    /// Only this buyer's sales: `@handle` or numeric user id.
+    #[arg(long, value_name = "BUYER")]
+    pub buyer: Option<String>,
+
+    /// Only sales with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<SaleStatusArg>,
+
+    /// Only sales created at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d back).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    #[command(flatten)]
+    pub output: SaleOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SaleUpdateArgs {
+    /// The sale's id.
+    pub id: i64,
+
+    #[arg(long, value_enum)]
+    pub status: Option<SaleStatusArg>,
+
+    /// Unit price, e.g. 12.50; `12.50 USD` names the currency.
+    #[arg(long, value_name = "PRICE")]
+    pub price: Option<String>,
+
+    /// ISO 4217 currency of the price, when it names none.
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "TIKLIVE_CURRENCY",
+        default_value = "EUR"
+    )]
+    pub currency: String,
+
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub qty: Option<u32>,
+
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+
+    #[command(flatten)]
+    pub output: SaleOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SaleCancelArgs {
+    /// The sale's id.
+    pub id: i64,
+
+    #[command(flatten)]
+    pub output: SaleOutputArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaleStatusArg {
+    Pending,
+    Confirmed,
+    Paid,
+    Cancelled,
+}
+
+const EXPORT_HELP: &str = "\
+Kinds and their columns (the first row of the CSV is this header):
+  events   id, live_id, room_id, msg_id, type, time, user_id, unique_id, nickname, comment,
+           gift_id, gift_name, repeat_count, total_diamonds, like_count, total_like_count,
+           viewer_count, json
+  chat     id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, comment,
+           claim_item, claim_variant, claim_quantity
+  gifts    id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, gift_id, gift_name,
+           repeat_count, diamond_count, total_diamonds  (finished streaks only)
+  likes    id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, like_count,
+           total_like_count
+  members  id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, action_id
+  social   id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, social_type, share_count
+  viewers  id, live_id, room_id, msg_id, time, viewer_count, total_viewers
+  claims   id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, item, variant,
+           quantity, raw, rank  (rank: order of arrival in the live, 1 = first)
+  sales    id, live_id, room_id, msg_id, buyer_id, unique_id, nickname, item, variant, quantity,
+           unit_price, currency, total, status, note, created, updated
+  buyers   id, unique_id, nickname, avatar_url, first_seen, last_seen, events, claims, sales
+Times are RFC 3339 UTC with milliseconds. TIME accepts RFC 3339, a date (2026-11-22, midnight
+UTC), a Unix time in seconds, or a duration back from now (90m, 24h, 7d).";
+
+/// Which rows `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportKind {
+    Events,
+    Chat,
+    Gifts,
+    Likes,
+    Members,
+    Social,
+    Viewers,
+    Claims,
+    Sales,
+    Buyers,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to export.
+    #[arg(value_enum, default_value = "events")]
+    pub kind: ExportKind,
+
+    /// Only rows at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d / 90m back).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only rows before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Only this live (its id in the database, as in `sale list`).
+    #[arg(long, value_name = "LIVE_ID", conflicts_with = "room")]
+    pub live: Option<i64>,
+
+    /// Only this TikTok room.
+    #[arg(long, value_name = "ROOM_ID")]
+    pub room: Option<u64>,
+
+    /// Only this user's rows: `@handle` or numeric user id.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Write to FILE (atomically: a temporary file renamed into place) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Start with a UTF-8 byte order mark, for Excel.
+    #[arg(long)]
+    pub bom: bool,
+
+    /// Field delimiter (one ASCII character), e.g. ';' for French spreadsheets.
+    #[arg(long, value_name = "CHAR", default_value = ",")]
+    pub delimiter: String,
+
+    /// For French Excel: a BOM, ';' as delimiter and decimal commas in prices.
+    #[arg(long)]
+    pub excel_fr: bool,
+
+    /// Export only rows added since the last export with this NAME (a cursor kept in the database).
+    #[arg(long, value_name = "NAME")]
+    pub incremental: Option<String>,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// What is printed, shared by `watch` and `replay`.

@@ -4,6 +4,7 @@
 use crate::claims::ClaimPatternError;
 use crate::pipeline::UnknownEventType;
 use crate::recording::{RecordingError, ReplayError};
+use crate::store::StoreError;
 use crate::webcast::ConnectError;
 
 /// The process exit codes documented in README.md and the man pages.
@@ -15,6 +16,8 @@ pub enum Exit {
     NotLive = 3,
     Refused = 4,
     Network = 5,
+    Database = 6,
+    NotFound = 7,
     Interrupted = 130,
     Terminated = 143,
 }
@@ -24,11 +27,29 @@ pub enum Exit {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Something the user named does not exist (a sale, a message, a buyer), or a sale already exists for
+/// a message (exit 7).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFoundError(pub String);
+
 /// Picks the exit code for an error from the first typed error in its chain.
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<ConnectError>() {
             return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return match e {
+                StoreError::Create { .. }
+                | StoreError::Open { .. }
+                | StoreError::TooNew { .. }
+                | StoreError::NotTiklive { .. } => Exit::Database,
+                StoreError::Sqlite(_) | StoreError::WriterGone(_) => Exit::Failure,
+            };
+        }
+        if cause.is::<NotFoundError>() {
+            return Exit::NotFound;
         }
         if cause.is::<UsageError>()
             || cause.is::<UnknownEventType>()

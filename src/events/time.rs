@@ -44,6 +44,125 @@ pub fn format_rfc3339_ms(ms: i64, buf: &mut [u8; 24]) -> &[u8] {
     &buf[..at]
 }
 
+/// Parses a time given on the command line (`--since`, `--until`) into Unix milliseconds:
+/// RFC 3339 (`2026-11-22T18:30:00Z`, `…+01:00`, fractions allowed), a date (`2026-11-22`, midnight
+/// UTC), a Unix time in seconds (`1763830200`), or a duration back from `now_ms` (`90m`, `24h`, `7d`,
+/// `30s`, `2w`).
+pub fn parse_time_arg(text: &str, now_ms: i64) -> Result<i64, String> {
+    let text = text.trim();
+    let invalid = || {
+        format!(
+            "invalid time {text:?}: use RFC 3339 (2026-11-22T18:30:00Z), a date (2026-11-22), \
+             a Unix time in seconds, or a duration back from now (90m, 24h, 7d)"
+        )
+    };
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: i64 = text.parse().map_err(|_| invalid())?;
+        return secs.checked_mul(1000).ok_or_else(invalid);
+    }
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0 && text[digits..].bytes().all(|b| b.is_ascii_alphabetic()) {
+        let (number, unit) = text.split_at(digits);
+        let n: i64 = number.parse().map_err(|_| invalid())?;
+        let ms_per = match unit {
+            "s" => 1_000,
+            "m" | "min" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            _ => return Err(invalid()),
+        };
+        return n
+            .checked_mul(ms_per)
+            .and_then(|back| now_ms.checked_sub(back))
+            .ok_or_else(invalid);
+    }
+    parse_rfc3339_or_date(text).ok_or_else(invalid)
+}
+
+fn parse_rfc3339_or_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    if b.len() == 10 {
+        return Some(days * 86_400_000);
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0;
+    if b.get(at) == Some(&b'.') {
+        let digits = b[at + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        let frac = &text[at + 1..at + 1 + digits];
+        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
+        millis = padded.parse::<i64>().ok()?;
+        at += 1 + digits;
+    }
+    let offset_secs = match &text[at..] {
+        "Z" | "z" => 0,
+        zone if zone.len() == 6
+            && matches!(zone.as_bytes()[0], b'+' | b'-')
+            && zone.as_bytes()[3] == b':' =>
+        {
+            let (h, m) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_secs;
+    Some(secs * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Howard Hinnant's civil-to-days algorithm, the inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -75,5 +194,41 @@ mod tests {
         assert_eq!(fmt(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(fmt(i64::MAX), "9999-12-31T23:59:59.999Z");
         assert_eq!(fmt(i64::MIN), "0000-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn time_arguments_in_every_accepted_form() {
+        let now = 1_763_830_200_000; // 2025-11-22T16:50:00Z
+        let t = |s: &str| parse_time_arg(s, now);
+        assert_eq!(t("2023-08-22T17:16:44.212Z"), Ok(1_692_724_604_212));
+        assert_eq!(t("2023-08-22T19:16:44.2+02:00"), Ok(1_692_724_604_200));
+        assert_eq!(t("2023-08-22T12:16:44-05:00"), Ok(1_692_724_604_000));
+        assert_eq!(t("2023-08-22 17:16:44Z"), Ok(1_692_724_604_000));
+        assert_eq!(t("2000-02-29"), Ok(951_782_400_000));
+        assert_eq!(t("1692724604"), Ok(1_692_724_604_000));
+        assert_eq!(t("24h"), Ok(now - 86_400_000));
+        assert_eq!(t("7d"), Ok(now - 7 * 86_400_000));
+        assert_eq!(t("90m"), Ok(now - 90 * 60_000));
+        assert_eq!(t(" 30s "), Ok(now - 30_000));
+        for bad in [
+            "",
+            "yesterday",
+            "2023-02-29",
+            "2023-13-01",
+            "2023-08-22T25:00:00Z",
+            "2023-08-22T17:16:44",
+            "24 h",
+            "5y",
+            "-3d",
+            "2023-08-22T17:16:44.Z",
+            "99999999999999999999",
+            "9999999999999999d",
+        ] {
+            let err = t(bad).unwrap_err();
+            assert!(err.contains("invalid time"), "{bad:?}: {err}");
+        }
+        for ms in [0, 951_782_400_000, 1_692_724_604_212, -86_400_000] {
+            assert_eq!(t(&fmt(ms)), Ok(ms), "round trip of {}", fmt(ms));
+        }
     }
 }

@@ -148,6 +148,39 @@ impl Store {
         &self.conn
     }
 
+    /// The `buyers.id` of `@handle`, `handle` or a numeric TikTok user id. A handle is matched against
+    /// the latest one each buyer used; when TikTok gave it to several people over time, the one seen
+    /// most recently wins. `None` when nobody matches.
+    pub fn find_buyer(&self, spec: &str) -> Result<Option<i64>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let spec = spec.trim();
+        // TikTok handles are lower case; the index on unique_id then serves the lookup.
+        let by_handle = |handle: &str| {
+            self.conn
+                .query_row(
+                    "SELECT id FROM buyers WHERE unique_id = ?1 ORDER BY last_seen DESC LIMIT 1",
+                    [handle.to_lowercase()],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+        };
+        if let Some(handle) = spec.strip_prefix('@') {
+            return Ok(by_handle(handle)?);
+        }
+        if let Ok(id) = spec.parse::<u64>() {
+            let found = self
+                .conn
+                .query_row("SELECT id FROM buyers WHERE id = ?1", [sql_id(id)], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(by_handle(spec)?)
+    }
+
     /// For transactions (`Connection::transaction` needs `&mut`).
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
@@ -381,6 +414,32 @@ mod tests {
             }
             writer.finish().unwrap();
         }
+    }
+
+    #[test]
+    fn buyers_are_found_by_handle_or_user_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let writer = StoreWriter::spawn(&path, WriterConfig::default()).unwrap();
+        let live = writer.begin_live(test_support::live("host")).unwrap();
+        let chat = |msg, id, handle: &str, ts| {
+            test_support::chat(msg, test_support::user(id, handle), ts, "hi", None)
+        };
+        writer.send(live, &chat(1, 42, "anna", 1_000)).unwrap();
+        writer.send(live, &chat(2, 43, "4242", 1_000)).unwrap();
+        // TikTok gave the handle "anna" to someone else later.
+        writer.send(live, &chat(3, 42, "anna_new", 2_000)).unwrap();
+        writer.send(live, &chat(4, 44, "anna", 3_000)).unwrap();
+        writer.finish().unwrap();
+        let store = Store::open(&path).unwrap();
+        let find = |spec| store.find_buyer(spec).unwrap();
+        assert_eq!(find("@anna_new"), Some(42));
+        assert_eq!(find("ANNA_new"), Some(42));
+        assert_eq!(find("@anna"), Some(44));
+        assert_eq!(find("42"), Some(42));
+        assert_eq!(find("4242"), Some(43), "a numeric handle");
+        assert_eq!(find("@nobody"), None);
+        assert_eq!(find("999"), None);
     }
 
     #[test]

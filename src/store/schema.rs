@@ -107,7 +107,7 @@ pub const MIGRATIONS: &[&str] = &[
     ORDER BY e.ts, e.msg_id;
 
     -- What a seller sold. Prices are INTEGER minor units (cents; yen for JPY) of an ISO 4217 currency,
-    -- both unset until the price is known. A message has at most one sale that is not cancelled.
+    -- both unset until the price is known.
     CREATE TABLE sales (
         id                INTEGER PRIMARY KEY,
         live_id           INTEGER NOT NULL REFERENCES lives (id),
@@ -129,8 +129,9 @@ pub const MIGRATIONS: &[&str] = &[
         -- A sale made from a claim carries the claim's message id, so the unique index below sees it.
         CHECK (claim_id IS NULL OR msg_id IS NOT NULL)
     );
-    CREATE UNIQUE INDEX sales_one_per_message ON sales (room_id, msg_id)
-        WHERE msg_id IS NOT NULL AND status <> 'cancelled';
+    -- "One sale per message unless forced" is checked by the code that creates sales, inside the
+    -- write transaction (a forced second sale is legitimate, so no unique index can say it).
+    CREATE INDEX sales_message ON sales (room_id, msg_id) WHERE msg_id IS NOT NULL;
     CREATE INDEX sales_live ON sales (live_id);
     CREATE INDEX sales_buyer ON sales (buyer_id);
     CREATE INDEX sales_claim ON sales (claim_id);

@@ -1,0 +1,1 @@
+//! CSV export of the stored history: the kinds, their columns, the filters and the writer.
