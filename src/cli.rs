@@ -164,7 +164,7 @@ pub struct StoreArgs {
 #[derive(Debug, Args)]
 pub struct AutoSaleArgs {
     /// Create a pending sale for every claim as it arrives (item, variant and quantity from the claim).
-    #[arg(long, env = "TIKLIVE_AUTO_SALE", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "TIKLIVE_AUTO_SALE", value_parser = clap::builder::FalseyValueParser::new(), conflicts_with = "no_store")]
     pub auto_sale: bool,
 
     /// CSV of item code to unit price (`item,price`, header optional), used by --auto-sale.

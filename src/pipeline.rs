@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use crate::events::{DecodeOptions, EVENT_TYPES, Event, EventData, decode_message};
 use crate::protocol::FetchResult;
+use crate::store::{LiveId, PreparedEvent, StoreError, StoreWriter, WriterStats};
 
 /// Counters reported at the end of a run: nothing is dropped without being counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,6 +116,8 @@ struct Line {
 pub struct RenderedBatch {
     buf: Vec<u8>,
     lines: Vec<Line>,
+    /// With a store, what each line stores, aligned with `lines` (`None`: nothing to store).
+    rows: Vec<Option<PreparedEvent>>,
     pub stats: Stats,
 }
 
@@ -122,6 +125,7 @@ impl RenderedBatch {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.lines.clear();
+        self.rows.clear();
         self.stats = Stats::default();
     }
 
@@ -135,11 +139,17 @@ impl RenderedBatch {
 pub struct Renderer {
     pub decode: DecodeOptions,
     pub filter: EventFilter,
+    /// When set, every printed event is also prepared for the store, as a row of this live.
+    pub store_live: Option<LiveId>,
 }
 
 impl Renderer {
     pub fn new(decode: DecodeOptions, filter: EventFilter) -> Self {
-        Renderer { decode, filter }
+        Renderer {
+            decode,
+            filter,
+            store_live: None,
+        }
     }
 
     /// Renders every message of a fetch result; messages that fail to decode are counted and skipped.
@@ -170,8 +180,18 @@ impl Renderer {
         if !accepted && !ends_stream {
             return;
         }
+        let start = out.buf.len();
         if accepted {
             event.write_json(&mut out.buf);
+        }
+        if let Some(live) = self.store_live {
+            // The stored JSON is the printed line, without its newline.
+            let json = &out.buf[start..out.buf.len().saturating_sub(1).max(start)];
+            out.rows.push(
+                accepted
+                    .then(|| PreparedEvent::new(live, event, json))
+                    .flatten(),
+            );
         }
         out.lines.push(Line {
             msg_id: event.msg_id,
@@ -225,12 +245,21 @@ pub enum Emitted {
     StreamEnded,
 }
 
-/// Writes rendered lines in order, skipping duplicates, and stops at the end of the stream.
+/// Writes rendered lines in order, skipping duplicates, and stops at the end of the stream. With a
+/// store attached, every line written is also stored: what is printed is what is stored.
 pub struct Emitter<W: Write> {
     out: W,
     dedupe: Dedupe,
     flush_each_line: bool,
+    store: Option<Store>,
     pub stats: Stats,
+}
+
+/// The store an emitter writes to, and the first error that stopped it.
+struct Store {
+    writer: StoreWriter,
+    live: LiveId,
+    failure: Option<StoreError>,
 }
 
 impl<W: Write> Emitter<W> {
@@ -239,22 +268,66 @@ impl<W: Write> Emitter<W> {
             out,
             dedupe: Dedupe::new(dedupe_window),
             flush_each_line,
+            store: None,
             stats: Stats::default(),
         }
     }
 
+    /// Stores every line emitted from now on, as events of `live` (the renderer's `store_live`).
+    pub fn attach_store(&mut self, writer: StoreWriter, live: LiveId) {
+        self.store = Some(Store {
+            writer,
+            live,
+            failure: None,
+        });
+    }
+
+    /// Commits what was stored and stops the writer: what it did, or why storing stopped. A store
+    /// error does not stop the printing (a seller keeps seeing the live), but it is reported here.
+    pub fn finish_store(&mut self) -> Option<Result<WriterStats, StoreError>> {
+        let store = self.store.take()?;
+        let finished = store.writer.finish();
+        Some(match store.failure {
+            Some(first) => Err(first),
+            None => finished,
+        })
+    }
+
+    fn store(&mut self, send: impl FnOnce(&StoreWriter, LiveId) -> Result<(), StoreError>) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if store.failure.is_some() {
+            return;
+        }
+        if let Err(err) = send(&store.writer, store.live) {
+            tracing::error!(%err, "the database stopped accepting events; printing goes on, storing has stopped");
+            store.failure = Some(err);
+        }
+    }
+
     /// Emits a batch. An `Err` is an output error (for instance a closed pipe): the caller ends quietly.
-    pub fn emit(&mut self, batch: &RenderedBatch) -> io::Result<Emitted> {
+    pub fn emit(&mut self, batch: &mut RenderedBatch) -> io::Result<Emitted> {
         self.stats.merge(&batch.stats);
         let mut start = 0;
+        let mut rows = std::mem::take(&mut batch.rows).into_iter();
         for line in &batch.lines {
             let bytes = &batch.buf[start..line.end];
             start = line.end;
+            let row = rows.next().flatten();
             if !self.dedupe.first_time(line.msg_id) {
                 self.stats.duplicates += 1;
                 continue;
             }
             if !bytes.is_empty() {
+                // Stored before it is written: a closed stdout must not lose the line that found it.
+                match row {
+                    Some(row) => self.store(|w, _| w.send_prepared(row)),
+                    None => self.store(|w, _| {
+                        w.skip();
+                        Ok(())
+                    }),
+                }
                 self.out.write_all(bytes)?;
                 self.stats.printed += 1;
                 if self.flush_each_line {
@@ -270,7 +343,13 @@ impl<W: Write> Emitter<W> {
     }
 
     /// Writes a line tiklive makes itself (connection changes); never de-duplicated.
+    /// Stores a line tiklive makes itself without printing it (after stdout was closed).
+    pub fn store_event(&mut self, event: &Event) {
+        self.store(|w, live| w.send(live, event));
+    }
+
     pub fn emit_event(&mut self, renderer: &Renderer, event: &Event) -> io::Result<()> {
+        self.store_event(event);
         let mut batch = RenderedBatch::default();
         renderer.render_event(event, &mut batch);
         if !batch.buf.is_empty() {

@@ -237,8 +237,10 @@ fn emit_in_order<W: Write>(
         while let Some(item) = pending.remove(&next) {
             next += 1;
             match item {
-                Done::Batch(_, batch) => {
-                    if emitter.emit(&batch).map_err(ReplayError::Output)? == Emitted::StreamEnded {
+                Done::Batch(_, mut batch) => {
+                    if emitter.emit(&mut batch).map_err(ReplayError::Output)?
+                        == Emitted::StreamEnded
+                    {
                         return Ok(Emitted::StreamEnded);
                     }
                 }

@@ -290,6 +290,7 @@ fn replay_binary_prints_the_captured_like() {
         .args(["replay", "--quiet"])
         .arg(&path)
         .current_dir(dir.path())
+        .env("TIKLIVE_DB", dir.path().join("t.db"))
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -10,6 +10,8 @@ fn tiklive(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tiklive"));
     cmd.args(args)
         .current_dir(dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env_remove("TIKLIVE_DB")
         .env_remove("TIKLIVE_FILTER")
         .env_remove("TIKLIVE_CLAIM_PATTERN")
         .stdin(if stdin.is_some() {

@@ -9,10 +9,12 @@ pub mod watch;
 use std::path::PathBuf;
 
 use crate::claims::ClaimParser;
-use crate::cli::{Cli, Command, DbArgs, OutputArgs};
+use crate::cli::{AutoSaleArgs, Cli, Command, DbArgs, OutputArgs, StoreArgs};
 use crate::error::{Exit, UsageError};
 use crate::events::DecodeOptions;
-use crate::pipeline::{EventFilter, Renderer};
+use crate::money::{PriceList, parse_currency};
+use crate::pipeline::{Emitter, EventFilter, Renderer};
+use crate::store::{AutoSale, LiveId, NewLive, StoreWriter, WriterConfig};
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
@@ -35,6 +37,68 @@ pub(crate) fn db_path(args: &DbArgs) -> anyhow::Result<PathBuf> {
             .into()
         }),
     }
+}
+
+/// Starts the database writer of `watch` or `replay` and records the live, unless `--no-store`. Its
+/// first log line says where the events go.
+pub(crate) fn start_store(
+    args: &StoreArgs,
+    auto_sale: Option<AutoSale>,
+    live: NewLive,
+) -> anyhow::Result<Option<(StoreWriter, LiveId)>> {
+    if args.no_store {
+        tracing::info!("not storing events (--no-store)");
+        return Ok(None);
+    }
+    let path = db_path(&args.db)?;
+    tracing::info!("storing events in {}", path.display());
+    let config = WriterConfig {
+        max_batch: args.commit_events as usize,
+        max_delay: args.commit_interval,
+        auto_sale,
+        ..WriterConfig::default()
+    };
+    let writer = StoreWriter::spawn(&path, config)?;
+    let live = writer.begin_live(live)?;
+    Ok(Some((writer, live)))
+}
+
+/// Commits what the emitter stored and reports it; an error if storing stopped during the run.
+pub(crate) fn finish_store<W: std::io::Write>(emitter: &mut Emitter<W>) -> anyhow::Result<()> {
+    match emitter.finish_store() {
+        None => Ok(()),
+        Some(Ok(stats)) => {
+            tracing::info!(
+                stored = stats.events,
+                already_stored = stats.duplicates,
+                claims = stats.claims,
+                auto_sales = stats.auto_sales,
+                without_id = stats.skipped,
+                "database up to date"
+            );
+            Ok(())
+        }
+        Some(Err(err)) => Err(anyhow::Error::new(err).context(
+            "storing stopped during the run: the events printed after that are not in the database",
+        )),
+    }
+}
+
+/// The `--auto-sale` policy, with its price list read and checked before the live starts.
+pub(crate) fn auto_sale(args: &AutoSaleArgs) -> anyhow::Result<Option<AutoSale>> {
+    if !args.auto_sale {
+        return Ok(None);
+    }
+    let currency = parse_currency(&args.currency).map_err(UsageError)?;
+    let prices = match &args.price_list {
+        Some(path) => PriceList::load(path, &currency).map_err(UsageError)?,
+        None => PriceList::default(),
+    };
+    tracing::info!(
+        prices = prices.len(),
+        "a pending sale will be created for every claim"
+    );
+    Ok(Some(AutoSale { prices }))
 }
 
 /// Opens (creating and migrating) the database for a command that reads or edits it.

@@ -7,16 +7,17 @@ use anyhow::Context;
 
 use crate::cli::WatchArgs;
 use crate::error::{Exit, is_closed_pipe};
-use crate::events::{ConnectionState, Event, EventData};
+use crate::events::{ConnectionState, Event, EventData, now_ms};
 use crate::pipeline::{Emitted, Emitter, RenderedBatch, Renderer};
 use crate::protocol::FrameContent;
 use crate::recording::RecordingWriter;
+use crate::store::{LiveSource, NewLive};
 use crate::webcast::{
     ClientConfig, Incoming, LiveEnd, LiveHandler, Verdict, normalise_username, run_live,
 };
 
 pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
-    let renderer = super::renderer(&args.output)?;
+    let mut renderer = super::renderer(&args.output)?;
     let unique_id = normalise_username(&args.user);
     if unique_id.is_empty() && args.connection.room_id.is_none() {
         return Err(
@@ -49,13 +50,30 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         ),
         None => None,
     };
+    let auto_sale = super::auto_sale(&args.auto_sale)?;
+    let store = super::start_store(
+        &args.store,
+        auto_sale,
+        NewLive {
+            host: config.unique_id.clone(),
+            room_id: c.room_id.unwrap_or(0),
+            title: None,
+            source: LiveSource::Watch,
+            started_ms: now_ms(),
+        },
+    )?;
+    let mut emitter = Emitter::new(
+        BufWriter::new(io::stdout()),
+        args.output.dedupe_window,
+        true,
+    );
+    if let Some((writer, live)) = store {
+        renderer.store_live = Some(live);
+        emitter.attach_store(writer, live);
+    }
     let mut handler = WatchHandler {
         renderer,
-        emitter: Emitter::new(
-            BufWriter::new(io::stdout()),
-            args.output.dedupe_window,
-            true,
-        ),
+        emitter,
         recorder,
         batch: RenderedBatch::default(),
         end: None,
@@ -73,34 +91,38 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
             _ = stdin_closed() => Outcome::StdinClosed,
         }
     });
-    let exit = match outcome {
+    let result = match outcome {
         Outcome::Live(Ok(LiveEnd::Stopped)) => match handler.end {
-            Some(End::OutputClosed) => return Ok(Exit::Success),
+            Some(End::OutputClosed) => {
+                handler.disconnected("stdout was closed");
+                Ok(Exit::Success)
+            }
             Some(End::StreamEnded) | None => {
                 handler.disconnected("the live ended");
-                Exit::Success
+                Ok(Exit::Success)
             }
         },
         Outcome::Live(Ok(LiveEnd::Offline)) => {
             handler.disconnected("the host is no longer live");
-            Exit::Success
+            Ok(Exit::Success)
         }
         Outcome::Live(Err(err)) => {
             handler.disconnected(&err.to_string());
-            super::log_stats(&handler.emitter.stats);
-            return Err(err.into());
+            Err(err.into())
         }
         Outcome::Signal(exit) => {
             handler.disconnected("interrupted");
-            exit
+            Ok(exit)
         }
         Outcome::StdinClosed => {
             handler.disconnected("stdin was closed");
-            Exit::Success
+            Ok(Exit::Success)
         }
     };
     super::log_stats(&handler.emitter.stats);
-    Ok(exit)
+    // Every accepted event is committed before the process exits, whatever ended the run.
+    super::finish_store(&mut handler.emitter)?;
+    result
 }
 
 enum Outcome {
@@ -132,11 +154,8 @@ impl WatchHandler {
         Verdict::Stop
     }
 
-    /// The last line of a run, unless stdout is gone.
+    /// The last line of a run (printed unless stdout is gone; stored in any case, as the live's end).
     fn disconnected(&mut self, reason: &str) {
-        if matches!(self.end, Some(End::OutputClosed)) {
-            return;
-        }
         let event = Event::connection(
             self.room_id,
             EventData::Connection {
@@ -146,6 +165,10 @@ impl WatchHandler {
                 reason: Some(reason.to_owned()),
             },
         );
+        if matches!(self.end, Some(End::OutputClosed)) {
+            self.emitter.store_event(&event);
+            return;
+        }
         let _ = self.emitter.emit_event(&self.renderer, &event);
         let _ = self.emitter.flush();
     }
@@ -187,7 +210,7 @@ impl LiveHandler for WatchHandler {
                     }
                     Err(_) => self.batch.stats.bad_frames = 1,
                 }
-                match self.emitter.emit(&self.batch) {
+                match self.emitter.emit(&mut self.batch) {
                     Ok(Emitted::Continue) => Verdict::Continue,
                     Ok(Emitted::StreamEnded) => {
                         self.end = Some(End::StreamEnded);

@@ -63,6 +63,16 @@ impl Op {
     /// `None` for what the store does not keep: a connection line that changes nothing about the live,
     /// and an event without a message id (which could not be de-duplicated).
     pub fn from_event(live: LiveId, event: &Event) -> Option<Op> {
+        Self::from_event_with_json(live, event, || event.to_json_line())
+    }
+
+    /// As [`Op::from_event`], with the event's NDJSON line (without its newline) given by `json` when
+    /// the caller has already written it.
+    pub fn from_event_with_json(
+        live: LiveId,
+        event: &Event,
+        json: impl FnOnce() -> String,
+    ) -> Option<Op> {
         if let EventData::Connection { state, .. } = &event.data {
             let room_id = (event.room_id != 0).then(|| sql_id(event.room_id));
             let ended_ms = (*state == ConnectionState::Disconnected).then_some(event.ts_ms);
@@ -88,7 +98,7 @@ impl Op {
                 avatar_url: u.avatar_url.clone(),
             }),
             data: DataColumns::of(&event.data),
-            json: event.to_json_line(),
+            json: json(),
             claim: event.claim().cloned(),
         })))
     }

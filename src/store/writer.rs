@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
-use crate::events::{Event, EventData};
+use crate::events::{Event, EventData, now_ms};
+use crate::money::PriceList;
 
 use super::row::{EventRow, Op, UserRow};
 use super::{DEFAULT_BUSY_TIMEOUT, LiveId, NewLive, StoreError};
@@ -37,6 +38,15 @@ pub struct WriterConfig {
     pub max_delay: Duration,
     /// How long the writer waits for another connection's write lock before retrying.
     pub busy_timeout: Duration,
+    /// `watch --auto-sale`: a pending sale for every new claim, in the claim's transaction.
+    pub auto_sale: Option<AutoSale>,
+}
+
+/// How `--auto-sale` prices the sales it creates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoSale {
+    /// Unit prices by item code; a claim for an item not in the list gets a sale without a price.
+    pub prices: PriceList,
 }
 
 impl Default for WriterConfig {
@@ -46,6 +56,7 @@ impl Default for WriterConfig {
             max_batch: 1000,
             max_delay: Duration::from_millis(100),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            auto_sale: None,
         }
     }
 }
@@ -59,12 +70,31 @@ pub struct WriterStats {
     pub duplicates: u64,
     /// New rows in `claims`.
     pub claims: u64,
+    /// Pending sales created by `--auto-sale`.
+    pub auto_sales: u64,
     /// Events without a message id, which are not stored because they could not be de-duplicated.
     pub skipped: u64,
     /// Batch transactions committed.
     pub transactions: u64,
     /// Times `send` found the channel full and waited for the writer.
     pub producer_waits: u64,
+}
+
+/// An event turned into what the database stores, built on the caller's thread (in `replay`, on every
+/// decoding thread) from the NDJSON line already written for it; see [`StoreWriter::send_prepared`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedEvent(Op);
+
+impl PreparedEvent {
+    /// `None` for an event the store does not keep (no message id; connection lines go through
+    /// [`StoreWriter::send`]). `json` is the event's NDJSON line without its newline.
+    pub fn new(live: LiveId, event: &Event, json: &[u8]) -> Option<PreparedEvent> {
+        if matches!(event.data, EventData::Connection { .. }) {
+            return None;
+        }
+        let json = String::from_utf8_lossy(json).into_owned();
+        Op::from_event_with_json(live, event, || json).map(PreparedEvent)
+    }
 }
 
 /// Writes events to the database from a dedicated thread. `send` may be called from several threads.
@@ -154,6 +184,16 @@ impl StoreWriter {
                 Ok(())
             }
         }
+    }
+
+    /// Queues an event prepared with [`PreparedEvent::new`]. Waits while the channel is full.
+    pub fn send_prepared(&self, event: PreparedEvent) -> Result<(), StoreError> {
+        self.submit(Command::Op(event.0))
+    }
+
+    /// Counts an event that was not stored because it has no message id.
+    pub fn skip(&self) {
+        self.shared.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records when a live ended (Unix milliseconds).
@@ -261,6 +301,7 @@ struct Counts {
     events: u64,
     duplicates: u64,
     claims: u64,
+    auto_sales: u64,
 }
 
 impl Writer {
@@ -369,8 +410,9 @@ impl Writer {
         if self.batch.is_empty() {
             return Ok(());
         }
+        let auto_sale = self.config.auto_sale.as_ref();
         let counts = retry_busy(|| {
-            let written = write_batch(&mut self.conn, &self.batch, &mut self.buyers);
+            let written = write_batch(&mut self.conn, &self.batch, &mut self.buyers, auto_sale);
             // A rolled-back transaction may leave the cache ahead of the database.
             if written.is_err() {
                 self.buyers.clear();
@@ -383,6 +425,7 @@ impl Writer {
         self.stats.events += counts.events;
         self.stats.duplicates += counts.duplicates;
         self.stats.claims += counts.claims;
+        self.stats.auto_sales += counts.auto_sales;
         self.stats.transactions += 1;
         self.batch.clear();
         Ok(())
@@ -438,6 +481,13 @@ const UPSERT_BUYER: &str = "INSERT INTO buyers (id, unique_id, nickname, avatar_
      OR (excluded.last_seen >= buyers.last_seen \
          AND (excluded.unique_id <> buyers.unique_id OR excluded.nickname <> buyers.nickname))";
 
+/// A pending sale for a new claim, unless the message already has a sale that is not cancelled (one
+/// made by hand from another process while the claim waited in a batch).
+const INSERT_AUTO_SALE: &str = "INSERT INTO sales (live_id, room_id, buyer_id, claim_id, msg_id, item, variant, \
+     quantity, unit_price_cents, currency, status, note, created_at, updated_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', NULL, ?11, ?11 \
+     WHERE NOT EXISTS (SELECT 1 FROM sales WHERE room_id = ?2 AND msg_id = ?5 AND status <> 'cancelled')";
+
 const UPDATE_LIVE: &str = "UPDATE lives SET \
      room_id = CASE WHEN room_id = 0 AND ?2 IS NOT NULL THEN ?2 ELSE room_id END, \
      ended_at = coalesce(?3, ended_at) \
@@ -450,6 +500,7 @@ fn write_batch(
     conn: &mut Connection,
     batch: &[Op],
     buyers: &mut BuyerCache,
+    auto_sale: Option<&AutoSale>,
 ) -> rusqlite::Result<Counts> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Buyers first: claims reference them.
@@ -459,6 +510,11 @@ fn write_batch(
         let mut event_stmt = tx.prepare_cached(INSERT_EVENT)?;
         let mut claim_stmt = tx.prepare_cached(INSERT_CLAIM)?;
         let mut live_stmt = tx.prepare_cached(UPDATE_LIVE)?;
+        let mut sale_stmt = match auto_sale {
+            Some(_) => Some(tx.prepare_cached(INSERT_AUTO_SALE)?),
+            None => None,
+        };
+        let now = now_ms();
         for op in batch {
             let row = match op {
                 Op::Event(row) => row,
@@ -490,11 +546,56 @@ fn write_batch(
                     row.ts,
                 ])?;
                 counts.claims += inserted as u64;
+                let buyer = row.user.as_ref().and_then(|u| u.id);
+                if let (Some(stmt), Some(policy), 1, Some(buyer)) =
+                    (&mut sale_stmt, auto_sale, inserted, buyer)
+                {
+                    let price = claim.item.as_deref().and_then(|i| policy.prices.get(i));
+                    counts.auto_sales += stmt.execute(params![
+                        row.live.0,
+                        row.room_id,
+                        buyer,
+                        tx.last_insert_rowid(),
+                        row.msg_id,
+                        claim.item,
+                        claim.variant,
+                        claim.quantity.max(1),
+                        price.map(|p| p.minor),
+                        price.map(|p| &p.currency),
+                        now,
+                    ])? as u64;
+                }
             }
         }
     }
+    span_lives(&tx, batch)?;
     tx.commit()?;
     Ok(counts)
+}
+
+/// Widens each live to the events of the batch: its room id when it started without one, its start
+/// to its earliest event, and, for a replay (whose events are from the past), its end to the latest.
+fn span_lives(conn: &Connection, batch: &[Op]) -> rusqlite::Result<()> {
+    let mut spans: HashMap<LiveId, (i64, i64, i64)> = HashMap::new();
+    for op in batch {
+        let Op::Event(row) = op else { continue };
+        let span = spans
+            .entry(row.live)
+            .or_insert((row.room_id, row.ts, row.ts));
+        span.1 = span.1.min(row.ts);
+        span.2 = span.2.max(row.ts);
+    }
+    let mut update = conn.prepare_cached(
+        "UPDATE lives SET \
+         room_id = CASE WHEN room_id = 0 THEN ?2 ELSE room_id END, \
+         started_at = min(started_at, ?3), \
+         ended_at = CASE WHEN source = 'replay' THEN max(coalesce(ended_at, ?4), ?4) ELSE ended_at END \
+         WHERE id = ?1",
+    )?;
+    for (live, (room, first, last)) in spans {
+        update.execute(params![live.0, room, first, last])?;
+    }
+    Ok(())
 }
 
 fn insert_event(

@@ -30,7 +30,7 @@ pub const FAST: &[(&str, &str)] = &[
 ];
 
 /// `tiklive` with no inherited `TIKLIVE_*` variable or proxy, run in `dir` (so no `.env` is loaded),
-/// stdin from /dev/null.
+/// stdin from /dev/null, storing in `dir/data/tiklive/tiklive.db` (see [`default_db`]).
 pub fn tiklive(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tiklive"));
     for (name, _) in std::env::vars_os() {
@@ -39,12 +39,19 @@ pub fn tiklive(dir: &Path) -> Command {
             cmd.env_remove(&name);
         }
     }
+    // The default database lands in the test's own directory: $XDG_DATA_HOME/tiklive/tiklive.db.
     cmd.env("NO_PROXY", "*")
+        .env("XDG_DATA_HOME", dir.join("data"))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// Where [`tiklive`] stores by default.
+pub fn default_db(dir: &Path) -> std::path::PathBuf {
+    dir.join("data").join("tiklive").join("tiklive.db")
 }
 
 /// `tiklive watch @user` pointed at the mock, with the fast flags and then `extra`.
