@@ -103,8 +103,10 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
     // Correctness: two runs to a file must agree byte for byte and print the expected lines.
     let out_a = data_dir.join("replay-out-a.ndjson");
     let out_b = data_dir.join("replay-out-b.ndjson");
-    let run_a = launcher.run(&exe, &path, None, Some(&out_a), &data_dir)?;
-    let run_b = launcher.run(&exe, &path, None, Some(&out_b), &data_dir)?;
+    // Printing alone; the store has its own runs below.
+    let no_store = ["--no-store".to_string()];
+    let run_a = launcher.run(&exe, &path, &no_store, Some(&out_a), &data_dir)?;
+    let run_b = launcher.run(&exe, &path, &no_store, Some(&out_b), &data_dir)?;
     let identical = files_identical(&out_a, &out_b)?;
     let census = count_lines(&out_a)?;
     if identical {
@@ -158,7 +160,7 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
         );
     }
     let mut runs: Vec<Run> = (0..timed_runs)
-        .map(|_| launcher.run(&exe, &path, None, None, &data_dir))
+        .map(|_| launcher.run(&exe, &path, &no_store, None, &data_dir))
         .collect::<io::Result<_>>()?;
     for (i, r) in runs.iter().enumerate() {
         println!(
@@ -170,7 +172,13 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
             r.max_rss_kb as f64 / 1024.0
         );
     }
-    let single = launcher.run(&exe, &path, Some(1), None, &data_dir)?;
+    let single = launcher.run(
+        &exe,
+        &path,
+        &["--no-store".into(), "--threads".into(), "1".into()],
+        None,
+        &data_dir,
+    )?;
     println!(
         "--threads 1: {:.3} s wall, {:.3} s user, {:.3} s sys, peak RSS {:.1} MB",
         single.wall.as_secs_f64(),
@@ -186,6 +194,42 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
         "(peak RSS is the child's own; floor from the launcher process: {:.1} MB)",
         runs.iter().map(|r| r.launcher_rss_kb).max().unwrap_or(0) as f64 / 1024.0
     );
+
+    // Storing: every printed event into a new database (default commit settings, then bulk).
+    let db = data_dir.join("replay-store.db");
+    let mut store_runs = Vec::new();
+    for (name, extra) in [
+        ("`replay --db new.db` (commits of 1,000 events)", vec![]),
+        (
+            "`replay --db new.db --commit-events 10000`",
+            vec!["--commit-events".to_string(), "10000".to_string()],
+        ),
+    ] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        let mut args = vec!["--db".to_string(), db.display().to_string()];
+        args.extend(extra);
+        let r = launcher.run(&exe, &path, &args, None, &data_dir)?;
+        let stored: i64 = rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM events", [], |row| row.get(0)))
+            .map_err(io::Error::other)?;
+        let stored = stored as u64;
+        let size = std::fs::metadata(&db).map_or(0, |m| m.len());
+        println!(
+            "{name}: {:.3} s wall, {:.3} s user, {:.3} s sys, peak RSS {:.1} MB, {stored} events stored, {:.0} MB",
+            r.wall.as_secs_f64(),
+            r.user.as_secs_f64(),
+            r.sys.as_secs_f64(),
+            r.max_rss_kb as f64 / 1024.0,
+            size as f64 / 1e6
+        );
+        if stored != census.lines {
+            eprintln!("!!! {stored} events stored, {} printed", census.lines);
+            ok = false;
+        }
+        store_runs.push((name, r));
+    }
 
     // Where one thread spends its time.
     let stages = profile_stages(&path)?;
@@ -233,6 +277,9 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
         single,
         single.max_rss_kb,
     );
+    for (name, r) in &store_runs {
+        row(name, *r, *r, r.max_rss_kb);
+    }
     println!();
     println!(
         "Targets: ≥ {} events/s, peak RSS < {:.0} MB. Output byte-identical across runs: {}.",
@@ -301,7 +348,7 @@ impl Launcher {
         &mut self,
         exe: &Path,
         recording: &Path,
-        threads: Option<usize>,
+        extra: &[String],
         out: Option<&Path>,
         work_dir: &Path,
     ) -> io::Result<Run> {
@@ -312,10 +359,7 @@ impl Launcher {
             "replay".into(),
             recording.display().to_string(),
         ];
-        if let Some(n) = threads {
-            fields.push("--threads".into());
-            fields.push(n.to_string());
-        }
+        fields.extend(extra.iter().cloned());
         if fields.iter().any(|f| f.contains(['\t', '\n'])) {
             return Err(io::Error::other(
                 "paths with tabs or newlines are not supported",
@@ -666,7 +710,7 @@ fn profile_stages(path: &Path) -> io::Result<Stages> {
         let mut batch = RenderedBatch::default();
         renderer.render_result(&result, &mut batch);
         let t8 = Instant::now();
-        emitter.emit(&batch)?;
+        emitter.emit(&mut batch)?;
         st.emit += t8.elapsed();
     }
     let t = Instant::now();

@@ -1,0 +1,114 @@
+//! `cargo bench --bench store`: how fast the database writer stores events, apart from decoding.
+//!
+//! The events are those of the replay benchmark's recording (`support/recording.rs`: ~150,000
+//! real-sized JSON lines with TikTok's long avatar URLs, 4,000 viewers). They are decoded and
+//! rendered first, untimed; the timed part is what `watch` and `replay` do per event once rendered
+//! (de-duplicate, queue the prepared row) plus all of the writer's work, up to the last commit, into
+//! a new database. Reported per commit size, with the database size.
+
+#[path = "support/recording.rs"]
+mod recording;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use tiklive::pipeline::{Emitter, RenderedBatch, Renderer};
+use tiklive::recording::{RecordingReader, render_frame};
+use tiklive::store::{LiveSource, NewLive, StoreWriter, WriterConfig};
+
+/// The product target on the 2-core reference machine.
+const TARGET_EVENTS_PER_SEC: f64 = 200_000.0;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("store bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<bool, Box<dyn std::error::Error>> {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tiklive"));
+    let data_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("bench-data"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    let mut spec = recording::Spec::benchmark();
+    if let Some(frames) = env_usize("TIKLIVE_BENCH_FRAMES") {
+        spec.frames = frames;
+    }
+    let (path, _, _) = recording::cached_recording(&data_dir, &spec)?;
+    let frames = {
+        let mut reader = RecordingReader::new(std::io::BufReader::new(std::fs::File::open(&path)?));
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.next_frame()? {
+            frames.push(frame);
+        }
+        frames
+    };
+    let dir = tempfile::tempdir_in(&data_dir)?;
+    println!("| commit size | events stored | time | events/s | database |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut ok = true;
+    for commit_events in [1_000usize, 10_000] {
+        let db = dir.path().join(format!("store-{commit_events}.db"));
+        let writer = StoreWriter::spawn(
+            &db,
+            WriterConfig {
+                max_batch: commit_events,
+                ..WriterConfig::default()
+            },
+        )?;
+        let live = writer.begin_live(NewLive {
+            host: "bench".into(),
+            room_id: 0,
+            title: None,
+            source: LiveSource::Replay,
+            started_ms: 0,
+        })?;
+        let mut renderer = Renderer::default();
+        renderer.store_live = Some(live);
+        let mut batches: Vec<RenderedBatch> = frames
+            .iter()
+            .map(|frame| {
+                let mut batch = RenderedBatch::default();
+                render_frame(&renderer, frame.clone(), &mut batch);
+                batch
+            })
+            .collect();
+        let mut emitter = Emitter::new(std::io::sink(), 100_000, false);
+        emitter.attach_store(writer, live);
+        let started = Instant::now();
+        for batch in &mut batches {
+            emitter.emit(batch)?;
+        }
+        let stats = emitter.finish_store().expect("a store is attached")?;
+        let elapsed = started.elapsed();
+        let size = std::fs::metadata(&db)?.len();
+        let eps = stats.events as f64 / elapsed.as_secs_f64();
+        println!(
+            "| {} | {} | {:.2} s | {} | {:.0} MB |",
+            commit_events,
+            stats.events,
+            elapsed.as_secs_f64(),
+            eps as u64,
+            size as f64 / 1e6
+        );
+        if commit_events == 1_000 && eps < TARGET_EVENTS_PER_SEC {
+            println!(
+                "target {TARGET_EVENTS_PER_SEC} events/s with the default commit size: MISSED"
+            );
+            ok = false;
+        }
+    }
+    Ok(ok)
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
