@@ -71,8 +71,10 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             source: LiveSource::Replay,
             started_ms: 0,
         })?;
-        let mut renderer = Renderer::default();
-        renderer.store_live = Some(live);
+        let renderer = Renderer {
+            store_live: Some(live),
+            ..Renderer::default()
+        };
         let mut batches: Vec<RenderedBatch> = frames
             .iter()
             .map(|frame| {

@@ -1,7 +1,8 @@
 //! `cargo bench --bench watch`: memory and throughput of `tiklive watch` on a long stream, end to end
 //! through the loopback mock of TikTok (the same one the tests use): 15,000 push frames of 8 messages
 //! (120,000 events, more than the 100,000-id de-duplication window), gzip'ed, every frame acked.
-//! Reports wall time, events/s and the child's peak resident memory (VmHWM).
+//! Reports wall time, events/s and the child's peak resident memory (VmHWM). Events are stored in a
+//! new database, as by default; `WATCH_EXTRA=--no-store` measures printing alone.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -58,6 +59,7 @@ fn main() {
     let mut args = vec!["--quiet"];
     args.extend(extra.split_whitespace());
     let mut cmd = watch(&mock, dir.path(), "seller", &args);
+    println!("| watch {} | |", args.join(" "));
     cmd.stdout(Stdio::piped());
     // WATCH_WRAPPER="valgrind --tool=massif" profiles the child.
     if let Ok(wrapper) = std::env::var("WATCH_WRAPPER") {
@@ -96,7 +98,6 @@ fn main() {
         frames() * PER_FRAME + 1,
         "every event printed once"
     );
-    println!("| watch, end to end through the loopback mock | |");
     println!("|---|---|");
     println!("| frames / events | {} / {events} |", frames());
     println!("| wall time | {:.2} s |", elapsed.as_secs_f64());
@@ -117,9 +118,12 @@ fn main() {
             .filter(|s| s.ack.is_some())
             .count()
     );
+    // Printing alone must stay under 20 MB; storing adds SQLite's page cache, the writer's queue and
+    // batch, and a second thread's allocations.
+    let target_mib = if args.contains(&"--no-store") { 20 } else { 32 };
     assert!(
-        maxrss_kib < 20 * 1024,
-        "watch used {maxrss_kib} KiB, over the 20 MB target"
+        maxrss_kib < target_mib * 1024,
+        "watch used {maxrss_kib} KiB, over the {target_mib} MB target"
     );
 }
 

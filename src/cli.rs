@@ -220,8 +220,8 @@ pub struct SaleCreateArgs {
     #[arg(long, value_name = "MSG_ID")]
     pub message: Option<String>,
 
-    /// A manual sale for this buyer: `@handle` or TikTok's numeric user id.
-    #[arg(long, value_name = "BUYER")]
+    /// A manual sale for this buyer: `@handle` or TikTok's numeric user id (needs --item).
+    #[arg(long, value_name = "BUYER", requires = "item")]
     pub buyer: Option<String>,
 
     /// The live of a manual sale (default: the buyer's latest live).
@@ -241,7 +241,7 @@ pub struct SaleCreateArgs {
     pub qty: Option<u32>,
 
     /// Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency.
-    #[arg(long, value_name = "PRICE")]
+    #[arg(long, value_name = "PRICE", allow_negative_numbers = true)]
     pub price: Option<String>,
 
     /// ISO 4217 currency of the price.
@@ -257,8 +257,8 @@ pub struct SaleCreateArgs {
     #[arg(long, value_name = "TEXT")]
     pub note: Option<String>,
 
-    /// Create the sale even if the message already has one.
-    #[arg(long)]
+    /// Create the sale even if the message already has one that is not cancelled.
+    #[arg(long, conflicts_with = "buyer")]
     pub force: bool,
 
     #[command(flatten)]
@@ -292,11 +292,20 @@ pub struct SaleUpdateArgs {
     /// The sale's id.
     pub id: i64,
 
+    /// New status (`cancelled` is the same as `sale cancel`).
     #[arg(long, value_enum)]
     pub status: Option<SaleStatusArg>,
 
+    /// Item code (an empty text removes it).
+    #[arg(long, value_name = "CODE")]
+    pub item: Option<String>,
+
+    /// Variant, e.g. a size (an empty text removes it).
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
+
     /// Unit price, e.g. 12.50; `12.50 USD` names the currency.
-    #[arg(long, value_name = "PRICE")]
+    #[arg(long, value_name = "PRICE", allow_negative_numbers = true)]
     pub price: Option<String>,
 
     /// ISO 4217 currency of the price, when it names none.
@@ -308,9 +317,11 @@ pub struct SaleUpdateArgs {
     )]
     pub currency: String,
 
+    /// Quantity.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub qty: Option<u32>,
 
+    /// Replace the note (an empty text removes it).
     #[arg(long, value_name = "TEXT")]
     pub note: Option<String>,
 
@@ -335,11 +346,13 @@ pub enum SaleStatusArg {
     Cancelled,
 }
 
-const EXPORT_HELP: &str = "\
+/// The long help of `export`: its kinds and their columns, which a test in `export` keeps in step with
+/// what it writes.
+pub(crate) const EXPORT_HELP: &str = "\
 Kinds and their columns (the first row of the CSV is this header):
   events   id, live_id, room_id, msg_id, type, time, user_id, unique_id, nickname, comment,
-           gift_id, gift_name, repeat_count, total_diamonds, like_count, total_like_count,
-           viewer_count, json
+           gift_id, gift_name, repeat_count, total_diamonds, streaking, like_count,
+           total_like_count, viewer_count, json  (streaking 1: an in-progress gift streak update)
   chat     id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, comment,
            claim_item, claim_variant, claim_quantity
   gifts    id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, gift_id, gift_name,
@@ -354,8 +367,20 @@ Kinds and their columns (the first row of the CSV is this header):
   sales    id, live_id, room_id, msg_id, buyer_id, unique_id, nickname, item, variant, quantity,
            unit_price, currency, total, status, note, created, updated
   buyers   id, unique_id, nickname, avatar_url, first_seen, last_seen, events, claims, sales
-Times are RFC 3339 UTC with milliseconds. TIME accepts RFC 3339, a date (2026-11-22, midnight
-UTC), a Unix time in seconds, or a duration back from now (90m, 24h, 7d).";
+           (sales: not cancelled)
+Rows come in the order they were stored (their id). Times are RFC 3339 UTC with milliseconds;
+TikTok ids are written in full. A text cell that starts with = + - @, a tab or a carriage return
+gets a leading ' so that no spreadsheet runs it as a formula.
+
+TIME accepts RFC 3339, a date (2026-11-22, midnight UTC), a Unix time in seconds, or a duration
+back from now (90m, 24h, 7d). --since and --until apply to the time of events and claims and to
+the creation of sales; buyers are those with an event, claim or sale within the filters, counted
+there.
+
+--incremental NAME exports the rows stored since the last export with that NAME (all of them the
+first time), and moves its cursor only once the output is complete: a failed or interrupted run
+is exported again by the next one. Use one name per kind and the same filters on every run;
+buyers cannot be exported incrementally.";
 
 /// Which rows `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -406,9 +431,10 @@ pub struct ExportArgs {
     #[arg(long)]
     pub bom: bool,
 
-    /// Field delimiter (one ASCII character), e.g. ';' for French spreadsheets.
-    #[arg(long, value_name = "CHAR", default_value = ",")]
-    pub delimiter: String,
+    /// Field delimiter: one ASCII character, e.g. ';' for French spreadsheets, or `tab` [default: ',',
+    /// or ';' with --excel-fr].
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
 
     /// For French Excel: a BOM, ';' as delimiter and decimal commas in prices.
     #[arg(long)]

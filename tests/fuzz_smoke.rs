@@ -624,7 +624,7 @@ fn check_frame(renderer: &Renderer, frame: &[u8]) -> Result<usize, String> {
     let mut out = Vec::new();
     let mut emitter = Emitter::new(&mut out, 64, false);
     emitter
-        .emit(&batch)
+        .emit(&mut batch)
         .map_err(|e| format!("emit to a Vec failed: {e}"))?;
     drop(emitter);
     check_ndjson(&out)
@@ -1023,7 +1023,7 @@ fn generated_recording_replays_like_sequential_rendering() {
         for f in &frames {
             let mut batch = RenderedBatch::default();
             render_frame(&renderer, Bytes::copy_from_slice(f), &mut batch);
-            emitter.emit(&batch).unwrap();
+            emitter.emit(&mut batch).unwrap();
         }
     }
     for threads in [1, 2, 3] {

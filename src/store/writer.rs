@@ -30,7 +30,8 @@ const LAST_SEEN_STEP_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterConfig {
-    /// Events that may wait for the writer before `send` blocks.
+    /// Events that may wait for the writer before `send` blocks. Small, because a crash loses what
+    /// waits here as well as the batch being written: at most `max_batch + channel_capacity` events.
     pub channel_capacity: usize,
     /// The most events committed in one transaction.
     pub max_batch: usize,
@@ -52,7 +53,7 @@ pub struct AutoSale {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            channel_capacity: 8192,
+            channel_capacity: 256,
             max_batch: 1000,
             max_delay: Duration::from_millis(100),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
@@ -125,11 +126,13 @@ impl StoreWriter {
     /// Opens (creating and migrating) the database at `path` and starts the writer thread.
     pub fn spawn(path: &Path, config: WriterConfig) -> Result<StoreWriter, StoreError> {
         let conn = super::open_connection(path, config.busy_timeout)?;
-        // The indexes of a long live outgrow SQLite's default 2 MiB page cache. Checkpointing every
+        // The indexes of a long live outgrow SQLite's default 2 MiB page cache; 4 MiB holds the pages
+        // appends touch (the right edges of the table and its two indexes) with room to spare, and keeps
+        // `watch` small. Checkpointing every
         // 40 MB of WAL (2,500 pages of 16 KiB) rather than SQLite's 1,000 pages copies a page that many
         // batches touch (an index page) back into the database once instead of once per batch; the
         // WAL file is then cut back to 64 MB.
-        conn.pragma_update(None, "cache_size", -16_384)?;
+        conn.pragma_update(None, "cache_size", -4_096)?;
         // Checkpoints run on a thread of their own (see `Checkpointer`), so the writer only appends to
         // the WAL; it checkpoints itself only if that thread falls far behind (320 MB of WAL).
         conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
@@ -306,6 +309,8 @@ impl Checkpointer {
     fn spawn(path: &Path, busy_timeout: Duration) -> Result<Checkpointer, StoreError> {
         let conn = super::open_connection(path, busy_timeout)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // It reads WAL frames and writes pages; it has nothing to cache.
+        conn.pragma_update(None, "cache_size", -256)?;
         // One pending nudge is enough: a checkpoint copies everything committed when it starts.
         let (nudge, nudged) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
