@@ -164,10 +164,10 @@ pub struct StoreArgs {
 #[derive(Debug, Args)]
 pub struct AutoSaleArgs {
     /// Create a pending sale for every claim as it arrives (item, variant and quantity from the claim).
-    #[arg(long, env = "TIKLIVE_AUTO_SALE", value_parser = clap::builder::FalseyValueParser::new(), conflicts_with = "no_store")]
+    #[arg(long, env = "TIKLIVE_AUTO_SALE", value_parser = clap::builder::FalseyValueParser::new())]
     pub auto_sale: bool,
 
-    /// CSV of item code to unit price (`item,price`, header optional), used by --auto-sale.
+    /// CSV of item code to unit price (`item,price[,currency]`, header optional), for --auto-sale.
     #[arg(
         long,
         value_name = "FILE",

@@ -2,6 +2,7 @@
 //! real environment) and the logging filter. Flags and `TIKLIVE_*` variables are read by clap.
 
 use std::io::IsTerminal;
+use std::io::Write;
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +14,9 @@ pub fn load_dotenv() {
         Ok(_) => {}
         Err(e) if e.not_found() => {}
         // A malformed .env should not stop the program, but the user must hear about it.
-        Err(e) => eprintln!("tiklive: ignoring .env: {e}"),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "tiklive: ignoring .env: {e}");
+        }
     }
     let blank: Vec<_> = std::env::vars_os()
         .filter(|(k, v)| k.to_string_lossy().starts_with("TIKLIVE_") && v.is_empty())
@@ -50,5 +53,7 @@ pub fn init_logging(quiet: bool, verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        // Its own report of a failed write is an eprintln!, which panics when stderr is closed.
+        .log_internal_errors(false)
         .try_init();
 }

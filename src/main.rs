@@ -1,6 +1,7 @@
 //! The `tiklive` binary: load `.env`, parse the command line, start logging, run, exit with the code
 //! the outcome calls for. Everything else lives in the library.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,7 +14,8 @@ fn main() -> ExitCode {
     let code = match tiklive::commands::run(cli) {
         Ok(exit) => exit,
         Err(err) => {
-            eprintln!("tiklive: error: {err:#}");
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "tiklive: error: {err:#}");
             tiklive::error::exit_for(&err)
         }
     };

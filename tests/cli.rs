@@ -134,3 +134,20 @@ fn include_raw_and_filters_apply_to_replay() {
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_closed_stderr_is_no_reason_to_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tiklive"))
+        .args(["replay", "missing.rec", "--db", "t.db"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before tiklive logs or reports anything.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "an error exit, not a panic (101)");
+}

@@ -85,9 +85,22 @@ pub(crate) fn finish_store<W: std::io::Write>(emitter: &mut Emitter<W>) -> anyho
 }
 
 /// The `--auto-sale` policy, with its price list read and checked before the live starts.
-pub(crate) fn auto_sale(args: &AutoSaleArgs) -> anyhow::Result<Option<AutoSale>> {
+pub(crate) fn auto_sale(
+    args: &AutoSaleArgs,
+    store: &StoreArgs,
+) -> anyhow::Result<Option<AutoSale>> {
     if !args.auto_sale {
+        if args.price_list.is_some() {
+            tracing::warn!("--price-list is only used with --auto-sale");
+        }
         return Ok(None);
+    }
+    // Checked here rather than by clap: a `TIKLIVE_NO_STORE=false` in .env must not conflict.
+    if store.no_store {
+        return Err(UsageError(
+            "--auto-sale records sales in the database: it cannot be used with --no-store".into(),
+        )
+        .into());
     }
     let currency = parse_currency(&args.currency).map_err(UsageError)?;
     let prices = match &args.price_list {

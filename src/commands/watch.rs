@@ -50,7 +50,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         ),
         None => None,
     };
-    let auto_sale = super::auto_sale(&args.auto_sale)?;
+    let auto_sale = super::auto_sale(&args.auto_sale, &args.store)?;
     let store = super::start_store(
         &args.store,
         auto_sale,
