@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use crate::events::{DecodeOptions, EVENT_TYPES, Event, EventData, decode_message};
 use crate::protocol::FetchResult;
-use crate::store::{LiveId, PreparedEvent, StoreError, StoreWriter, WriterStats};
+use crate::store::{LiveId, PreparedEvent, SEND_CHUNK, StoreError, StoreWriter, WriterStats};
 
 /// Counters reported at the end of a run: nothing is dropped without being counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -259,6 +259,8 @@ pub struct Emitter<W: Write> {
 struct Store {
     writer: StoreWriter,
     live: LiveId,
+    /// Rows not handed to the writer yet: they go in chunks, at the latest at the end of each batch.
+    pending: Vec<PreparedEvent>,
     failure: Option<StoreError>,
 }
 
@@ -278,6 +280,7 @@ impl<W: Write> Emitter<W> {
         self.store = Some(Store {
             writer,
             live,
+            pending: Vec::with_capacity(SEND_CHUNK),
             failure: None,
         });
     }
@@ -285,12 +288,36 @@ impl<W: Write> Emitter<W> {
     /// Commits what was stored and stops the writer: what it did, or why storing stopped. A store
     /// error does not stop the printing (a seller keeps seeing the live), but it is reported here.
     pub fn finish_store(&mut self) -> Option<Result<WriterStats, StoreError>> {
+        self.send_pending();
         let store = self.store.take()?;
         let finished = store.writer.finish();
         Some(match store.failure {
             Some(first) => Err(first),
             None => finished,
         })
+    }
+
+    /// Queues a row for the store; hands a full chunk to the writer.
+    fn store_row(&mut self, row: PreparedEvent) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        store.pending.push(row);
+        if store.pending.len() >= SEND_CHUNK {
+            self.send_pending();
+        }
+    }
+
+    /// Hands the queued rows to the writer.
+    fn send_pending(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if store.pending.is_empty() {
+            return;
+        }
+        let rows = std::mem::replace(&mut store.pending, Vec::with_capacity(SEND_CHUNK));
+        self.store(|w, _| w.send_prepared(rows));
     }
 
     fn store(&mut self, send: impl FnOnce(&StoreWriter, LiveId) -> Result<(), StoreError>) {
@@ -322,7 +349,7 @@ impl<W: Write> Emitter<W> {
             if !bytes.is_empty() {
                 // Stored before it is written: a closed stdout must not lose the line that found it.
                 match row {
-                    Some(row) => self.store(|w, _| w.send_prepared(row)),
+                    Some(row) => self.store_row(row),
                     None => self.store(|w, _| {
                         w.skip();
                         Ok(())
@@ -335,19 +362,22 @@ impl<W: Write> Emitter<W> {
                 }
             }
             if line.ends_stream {
+                self.send_pending();
                 self.out.flush()?;
                 return Ok(Emitted::StreamEnded);
             }
         }
+        self.send_pending();
         Ok(Emitted::Continue)
     }
 
-    /// Writes a line tiklive makes itself (connection changes); never de-duplicated.
     /// Stores a line tiklive makes itself without printing it (after stdout was closed).
     pub fn store_event(&mut self, event: &Event) {
+        self.send_pending();
         self.store(|w, live| w.send(live, event));
     }
 
+    /// Writes a line tiklive makes itself (connection changes); never de-duplicated.
     pub fn emit_event(&mut self, renderer: &Renderer, event: &Event) -> io::Result<()> {
         self.store_event(event);
         let mut batch = RenderedBatch::default();

@@ -22,7 +22,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use schema::{MIGRATIONS, SUPPORTED_VERSION};
-pub use writer::{AutoSale, PreparedEvent, StoreWriter, WriterConfig, WriterStats};
+pub use writer::{AutoSale, PreparedEvent, SEND_CHUNK, StoreWriter, WriterConfig, WriterStats};
 
 /// How long a connection waits for another one's write lock before it gives up with `SQLITE_BUSY`.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -30,8 +30,9 @@ const LAST_SEEN_STEP_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterConfig {
-    /// Events that may wait for the writer before `send` blocks. Small, because a crash loses what
-    /// waits here as well as the batch being written: at most `max_batch + channel_capacity` events.
+    /// Events that may wait for the writer before `send` blocks (counted in chunks of
+    /// [`SEND_CHUNK`]). Small, because a crash loses what waits here as well as the batch being
+    /// written: at most `max_batch + channel_capacity` events.
     pub channel_capacity: usize,
     /// The most events committed in one transaction.
     pub max_batch: usize,
@@ -42,6 +43,10 @@ pub struct WriterConfig {
     /// `watch --auto-sale`: a pending sale for every new claim, in the claim's transaction.
     pub auto_sale: Option<AutoSale>,
 }
+
+/// Events per [`StoreWriter::send_prepared`] call that callers aim for: large enough that the channel
+/// hand-off costs nothing per event, small enough that the queue bound stays meaningful.
+pub const SEND_CHUNK: usize = 64;
 
 /// How `--auto-sale` prices the sales it creates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,7 +111,8 @@ pub struct StoreWriter {
 }
 
 enum Command {
-    Op(Op),
+    /// Several at once: one channel hand-off (and at most one wake-up) per chunk, not per event.
+    Ops(Vec<Op>),
     BeginLive(NewLive, SyncSender<Result<LiveId, StoreError>>),
     Flush(SyncSender<()>),
 }
@@ -138,7 +144,7 @@ impl StoreWriter {
         conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
         let checkpointer = Checkpointer::spawn(path, config.busy_timeout)?;
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
-        let (tx, rx) = mpsc::sync_channel(config.channel_capacity.max(1));
+        let (tx, rx) = mpsc::sync_channel((config.channel_capacity / SEND_CHUNK).max(1));
         let shared = Arc::new(Shared {
             failure: OnceLock::new(),
             producer_waits: AtomicU64::new(0),
@@ -178,7 +184,7 @@ impl StoreWriter {
     /// channel is full.
     pub fn send(&self, live: LiveId, event: &Event) -> Result<(), StoreError> {
         match Op::from_event(live, event) {
-            Some(op) => self.submit(Command::Op(op)),
+            Some(op) => self.submit(Command::Ops(vec![op])),
             None => {
                 if !matches!(event.data, EventData::Connection { .. }) {
                     self.shared.skipped.fetch_add(1, Ordering::Relaxed);
@@ -192,9 +198,13 @@ impl StoreWriter {
         }
     }
 
-    /// Queues an event prepared with [`PreparedEvent::new`]. Waits while the channel is full.
-    pub fn send_prepared(&self, event: PreparedEvent) -> Result<(), StoreError> {
-        self.submit(Command::Op(event.0))
+    /// Queues events prepared with [`PreparedEvent::new`], in order, as one hand-off to the writer
+    /// thread (callers send chunks of [`SEND_CHUNK`] or so). Waits while the queue is full.
+    pub fn send_prepared(&self, events: Vec<PreparedEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.submit(Command::Ops(events.into_iter().map(|e| e.0).collect()))
     }
 
     /// Counts an event that was not stored because it has no message id.
@@ -204,11 +214,11 @@ impl StoreWriter {
 
     /// Records when a live ended (Unix milliseconds).
     pub fn end_live(&self, live: LiveId, ended_ms: i64) -> Result<(), StoreError> {
-        self.submit(Command::Op(Op::Live {
+        self.submit(Command::Ops(vec![Op::Live {
             live,
             room_id: None,
             ended_ms: Some(ended_ms),
-        }))
+        }]))
     }
 
     /// Returns once everything sent before is committed: readers then see it.
@@ -394,7 +404,7 @@ impl Writer {
             let mut closed = false;
             while let Some(command) = next.take() {
                 match command {
-                    Command::Op(op) => self.batch.push(op),
+                    Command::Ops(ops) => self.batch.extend(ops),
                     other => {
                         sync = Some(other);
                         break;
@@ -421,7 +431,7 @@ impl Writer {
                     self.write_last_seen().map_err(|e| self.fail(e))?;
                     let _ = reply.send(());
                 }
-                Some(Command::Op(_)) | None => {}
+                Some(Command::Ops(_)) | None => {}
             }
             if closed {
                 break;
@@ -489,13 +499,23 @@ impl Writer {
         Ok(LiveId(self.conn.last_insert_rowid()))
     }
 
+    /// Commits the batch, in transactions of at most `max_batch` events (a last chunk received may
+    /// have taken it a little past).
     fn commit_batch(&mut self) -> Result<(), StoreError> {
-        if self.batch.is_empty() {
-            return Ok(());
+        let batch = std::mem::take(&mut self.batch);
+        let max_batch = self.config.max_batch.max(1);
+        for part in batch.chunks(max_batch) {
+            self.commit_part(part)?;
         }
+        self.batch = batch;
+        self.batch.clear();
+        Ok(())
+    }
+
+    fn commit_part(&mut self, part: &[Op]) -> Result<(), StoreError> {
         let auto_sale = self.config.auto_sale.as_ref();
         let counts = retry_busy(|| {
-            let written = write_batch(&mut self.conn, &self.batch, &mut self.buyers, auto_sale);
+            let written = write_batch(&mut self.conn, part, &mut self.buyers, auto_sale);
             // A rolled-back transaction may leave the cache ahead of the database.
             if written.is_err() {
                 self.buyers.clear();
@@ -513,7 +533,6 @@ impl Writer {
         if let Some(checkpointer) = &mut self.checkpointer {
             checkpointer.committed(counts.events);
         }
-        self.batch.clear();
         Ok(())
     }
 }
