@@ -293,7 +293,15 @@ fn auto_sale_creates_a_pending_sale_per_claim_with_the_price_list() {
     ));
     assert_eq!(out.code(), Some(0), "{out}");
     let db = open(&default_db(dir.path()));
-    type SaleRow = (String, Option<String>, i64, Option<i64>, Option<String>, String, i64);
+    type SaleRow = (
+        String,
+        Option<String>,
+        i64,
+        Option<i64>,
+        Option<String>,
+        String,
+        i64,
+    );
     let sales: Vec<SaleRow> = db
         .prepare(
             "SELECT s.item, s.variant, s.quantity, s.unit_price_cents, s.currency, s.status, s.claim_id
@@ -591,4 +599,154 @@ fn sigkill_loses_at_most_the_last_batch_and_keeps_the_database_sound() {
         count(&db, "SELECT count(*) FROM sales"),
         "every stored claim has its auto sale (same transaction)"
     );
+}
+
+/// `tiklive export KIND` of the database `dir` holds, as (header, rows of name → cell).
+fn export(dir: &Path, kind: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut cmd = tiklive(dir);
+    cmd.args(["export", kind]);
+    let out = run(cmd);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let mut reader = csv::Reader::from_reader(out.stdout.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => u8::from(*b).to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn every_export_kind_matches_what_watch_printed() {
+    let live = live();
+    let mock = Mock::start(live.scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(watch(&mock, dir.path(), "seller", &["--auto-sale"]));
+    assert_eq!(out.code(), Some(0), "{out}");
+    let printed = printed_events(&out);
+    let by_type = |t: &str| -> Vec<&Value> { printed.iter().filter(|e| e["type"] == t).collect() };
+
+    // Every kind: one row per printed event of its type, in order, with the printed values.
+    let user_columns = |row: &std::collections::HashMap<String, String>, e: &Value| {
+        assert_eq!(row["msg_id"], text(&e["msg_id"]));
+        assert_eq!(row["room_id"], text(&e["room_id"]));
+        assert_eq!(row["time"], text(&e["ts"]));
+        assert_eq!(row["user_id"], text(&e["user"]["id"]));
+        assert_eq!(row["unique_id"], text(&e["user"]["unique_id"]));
+        assert_eq!(row["nickname"], text(&e["user"]["nickname"]));
+    };
+    let events = export(dir.path(), "events");
+    assert_eq!(events.len(), printed.len());
+    for (row, e) in events.iter().zip(&printed) {
+        assert_eq!(row["type"], text(&e["type"]));
+        assert_eq!(row["msg_id"], text(&e["msg_id"]));
+        assert_eq!(row["time"], text(&e["ts"]));
+        let json: Value = serde_json::from_str(&row["json"]).unwrap();
+        assert_eq!(&json, e, "the json column is the printed line");
+    }
+    let chat = export(dir.path(), "chat");
+    assert_eq!(chat.len(), by_type("chat").len());
+    for (row, e) in chat.iter().zip(by_type("chat")) {
+        user_columns(row, e);
+        assert_eq!(row["comment"], text(&e["comment"]));
+        assert_eq!(row["claim_item"], text(&e["claim"]["item"]));
+        assert_eq!(row["claim_variant"], text(&e["claim"]["variant"]));
+        assert_eq!(row["claim_quantity"], text(&e["claim"]["quantity"]));
+    }
+    let gifts = export(dir.path(), "gifts");
+    assert_eq!(gifts.len(), by_type("gift").len());
+    for (row, e) in gifts.iter().zip(by_type("gift")) {
+        user_columns(row, e);
+        for column in [
+            "gift_id",
+            "gift_name",
+            "repeat_count",
+            "diamond_count",
+            "total_diamonds",
+        ] {
+            assert_eq!(row[column], text(&e[column]), "{column}");
+        }
+    }
+    let likes = export(dir.path(), "likes");
+    assert_eq!(likes.len(), by_type("like").len());
+    for (row, e) in likes.iter().zip(by_type("like")) {
+        user_columns(row, e);
+        assert_eq!(row["like_count"], text(&e["like_count"]));
+        assert_eq!(row["total_like_count"], text(&e["total_like_count"]));
+    }
+    let members = export(dir.path(), "members");
+    assert_eq!(members.len(), by_type("member").len());
+    for (row, e) in members.iter().zip(by_type("member")) {
+        user_columns(row, e);
+        assert_eq!(row["action_id"], text(&e["action_id"]));
+    }
+    let viewers = export(dir.path(), "viewers");
+    assert_eq!(viewers.len(), by_type("room_user").len());
+    for (row, e) in viewers.iter().zip(by_type("room_user")) {
+        assert_eq!(row["viewer_count"], text(&e["viewer_count"]));
+        assert_eq!(row["total_viewers"], text(&e["total_viewers"]));
+    }
+    assert!(
+        export(dir.path(), "social").is_empty(),
+        "no social event in this live"
+    );
+
+    let claims = export(dir.path(), "claims");
+    let printed_claims: Vec<&Value> = printed.iter().filter(|e| e["claim"].is_object()).collect();
+    assert_eq!(claims.len(), printed_claims.len());
+    for (rank, (row, e)) in claims.iter().zip(&printed_claims).enumerate() {
+        user_columns(row, e);
+        assert_eq!(row["item"], text(&e["claim"]["item"]));
+        assert_eq!(row["raw"], text(&e["claim"]["raw"]));
+        assert_eq!(row["rank"], (rank + 1).to_string());
+    }
+    let sales = export(dir.path(), "sales");
+    assert_eq!(sales.len(), printed_claims.len(), "one auto sale per claim");
+    for (row, e) in sales.iter().zip(&printed_claims) {
+        assert_eq!(row["msg_id"], text(&e["msg_id"]));
+        assert_eq!(row["buyer_id"], text(&e["user"]["id"]));
+        assert_eq!(row["status"], "pending");
+        assert_eq!(row["quantity"], text(&e["claim"]["quantity"]));
+    }
+    let buyers = export(dir.path(), "buyers");
+    let mut ids: Vec<String> = printed
+        .iter()
+        .filter_map(|e| e["user"]["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        buyers
+            .iter()
+            .map(|b| b["id"].clone())
+            .collect::<Vec<_>>()
+            .len(),
+        ids.len()
+    );
+    for b in &buyers {
+        let seen = printed
+            .iter()
+            .filter(|e| text(&e["user"]["id"]) == b["id"])
+            .count();
+        assert_eq!(b["events"], seen.to_string(), "{b:?}");
+    }
 }
