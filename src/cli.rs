@@ -360,7 +360,8 @@ Kinds and their columns (the first row of the CSV is this header):
   likes    id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, like_count,
            total_like_count
   members  id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, action_id
-  social   id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, social_type, share_count
+  social   id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, social_type,
+           share_count
   viewers  id, live_id, room_id, msg_id, time, viewer_count, total_viewers
   claims   id, live_id, room_id, msg_id, time, user_id, unique_id, nickname, item, variant,
            quantity, raw, rank  (rank: order of arrival in the live, 1 = first)
@@ -368,9 +369,9 @@ Kinds and their columns (the first row of the CSV is this header):
            unit_price, currency, total, status, note, created, updated
   buyers   id, unique_id, nickname, avatar_url, first_seen, last_seen, events, claims, sales
            (sales: not cancelled)
-Rows come in the order they were stored (their id). Times are RFC 3339 UTC with milliseconds;
-TikTok ids are written in full. A text cell that starts with = + - @, a tab or a carriage return
-gets a leading ' so that no spreadsheet runs it as a formula.
+Rows come in the order they were stored (their id; buyers by TikTok id). Times are RFC 3339
+UTC with milliseconds; TikTok ids are written in full. A text cell that starts with = + - @, a
+tab or a carriage return gets a leading ' so that no spreadsheet runs it as a formula.
 
 TIME accepts RFC 3339, a date (2026-11-22, midnight UTC), a Unix time in seconds, or a duration
 back from now (90m, 24h, 7d). --since and --until apply to the time of events and claims and to

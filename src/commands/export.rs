@@ -1,8 +1,308 @@
-//! `tiklive export`: stored history as CSV, for cron jobs and spreadsheets.
+//! `tiklive export`: stored history as CSV, for cron jobs and spreadsheets. Turns the flags into an
+//! `export::Request`, resolves the user, writes to stdout or atomically to `--out`, draws a progress
+//! bar on a terminal, and moves an `--incremental` cursor only once the output is complete.
 
-use crate::cli::ExportArgs;
-use crate::error::Exit;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{ExportArgs, ExportKind};
+use crate::error::{Exit, NotFoundError, UsageError, is_closed_pipe};
+use crate::events::{now_ms, parse_time_arg};
+use crate::export::{
+    self, CsvFormat, Cursor, ExportError, Filters, Kind, Progress, Request, Written,
+};
+use crate::store::{Store, StoreError};
+
+/// Exports walking through fewer row ids than this finish too fast for a progress bar to help.
+const LARGE_EXPORT: u64 = 200_000;
 
 pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
-    anyhow::bail!("export is being written: {args:?} {quiet}")
+    let now = now_ms();
+    let kind = kind_of(args.kind);
+    let format = csv_format(&args)?;
+    let time = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<i64>> {
+        text.as_deref()
+            .map(|t| parse_time_arg(t, now).map_err(|e| UsageError(format!("{flag}: {e}"))))
+            .transpose()
+            .map_err(Into::into)
+    };
+    let since_ms = time("--since", &args.since)?;
+    let until_ms = time("--until", &args.until)?;
+    if let (Some(since), Some(until)) = (since_ms, until_ms)
+        && since >= until
+    {
+        return Err(UsageError("--since must be before --until".into()).into());
+    }
+
+    let store = open_existing(&super::db_path(&args.db)?)?;
+    let user = match &args.user {
+        Some(spec) => Some(
+            store
+                .find_buyer(spec)?
+                .ok_or_else(|| NotFoundError(format!("no user {spec} in the database")))?,
+        ),
+        None => None,
+    };
+    let filters = Filters {
+        since_ms,
+        until_ms,
+        live: args.live,
+        room: args.room,
+        user,
+    };
+    let conn = store.conn();
+    export::check_filters(conn, kind, &filters).map_err(command_error)?;
+    let cursor = match &args.incremental {
+        Some(name) => Some(Cursor::load(conn, name, kind).map_err(command_error)?),
+        None => None,
+    };
+    let request = Request {
+        kind,
+        filters,
+        format,
+        after_id: cursor.as_ref().map_or(0, Cursor::last_id),
+    };
+    let output_is_terminal = args.out.is_none() && io::stdout().is_terminal();
+    let mut bar = Bar::new(!quiet && io::stderr().is_terminal() && !output_is_terminal);
+
+    let written = match &args.out {
+        Some(path) => write_atomically(path, |file| {
+            export::write_csv(conn, &request, file, &mut bar)
+        })?,
+        None => match export::write_csv(conn, &request, io::stdout(), &mut bar) {
+            Ok(written) => written,
+            // `| head`: the reader has all it wanted. The cursor stays where it was.
+            Err(ExportError::Write(e)) if is_closed_pipe(&e) => return Ok(Exit::Success),
+            Err(ExportError::Write(e)) => {
+                return Err(anyhow::Error::new(e).context("cannot write the CSV to stdout"));
+            }
+            Err(e) => return Err(command_error(e)),
+        },
+    };
+    drop(bar);
+    if let Some(cursor) = &cursor {
+        cursor
+            .advance(conn, &written, now_ms())
+            .map_err(command_error)?;
+    }
+    tracing::info!(
+        rows = written.rows,
+        "exported {kind}{}",
+        args.out
+            .as_ref()
+            .map(|p| format!(" to {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(Exit::Success)
+}
+
+fn kind_of(kind: ExportKind) -> Kind {
+    match kind {
+        ExportKind::Events => Kind::Events,
+        ExportKind::Chat => Kind::Chat,
+        ExportKind::Gifts => Kind::Gifts,
+        ExportKind::Likes => Kind::Likes,
+        ExportKind::Members => Kind::Members,
+        ExportKind::Social => Kind::Social,
+        ExportKind::Viewers => Kind::Viewers,
+        ExportKind::Claims => Kind::Claims,
+        ExportKind::Sales => Kind::Sales,
+        ExportKind::Buyers => Kind::Buyers,
+    }
+}
+
+/// `--excel-fr` gives a BOM, `;` and decimal commas; `--bom` and `--delimiter` add to or override it.
+fn csv_format(args: &ExportArgs) -> Result<CsvFormat, UsageError> {
+    let mut format = if args.excel_fr {
+        CsvFormat::excel_fr()
+    } else {
+        CsvFormat::default()
+    };
+    format.bom |= args.bom;
+    if let Some(text) = &args.delimiter {
+        format.delimiter =
+            export::parse_delimiter(text).map_err(|e| UsageError(format!("--delimiter: {e}")))?;
+    }
+    Ok(format)
+}
+
+/// Opens the database without creating it: exporting from a path that holds no database (a typo in
+/// `--db`, say) is an error, not an empty file and a new database.
+fn open_existing(path: &Path) -> anyhow::Result<Store> {
+    if !path.exists() {
+        let missing = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some("no such file; `tiklive watch` and `replay` create it".into()),
+        );
+        return Err(StoreError::Open {
+            path: path.to_owned(),
+            source: missing,
+        }
+        .into());
+    }
+    Ok(Store::open(path)?)
+}
+
+/// Gives the core's errors the exit codes the command line documents.
+fn command_error(err: ExportError) -> anyhow::Error {
+    match err {
+        ExportError::Invalid(message) => UsageError(message).into(),
+        ExportError::NotFound(message) => NotFoundError(message).into(),
+        other => other.into(),
+    }
+}
+
+/// Writes `target` through a temporary file in the same directory, synced and then renamed over it:
+/// whoever reads `target` (a cron job's next step) sees the previous file or the complete new one,
+/// never a part. The temporary file is removed when anything fails.
+fn write_atomically(
+    target: &Path,
+    write: impl FnOnce(&mut File) -> Result<Written, ExportError>,
+) -> anyhow::Result<Written> {
+    let name = target
+        .file_name()
+        .with_context(|| format!("--out {} does not name a file", target.display()))?;
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(
+        ".{}-{:08x}.tmp",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let temp = dir.join(temp_name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let written = (|| {
+        // A file replaced every night keeps the permissions it was given.
+        if let Ok(meta) = fs::metadata(target) {
+            let _ = file.set_permissions(meta.permissions());
+        }
+        let written = write(&mut file).map_err(command_error)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp, target)?;
+        Ok::<_, anyhow::Error>(written)
+    })();
+    let written = match written {
+        Ok(written) => written,
+        Err(err) => {
+            let _ = fs::remove_file(&temp);
+            return Err(err.context(format!("cannot write {}", target.display())));
+        }
+    };
+    // Makes the rename itself durable before an --incremental cursor records the export; some
+    // file systems cannot sync a directory, and the file is in place anyway.
+    if let Ok(dir) = File::open(&dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(written)
+}
+
+/// The progress bar: on stderr, only when allowed and the export is large; cleared when dropped.
+struct Bar {
+    allowed: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    fn new(allowed: bool) -> Bar {
+        Bar { allowed, bar: None }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn begin(&mut self, total: u64) {
+        if !shows_bar(self.allowed, total) {
+            return;
+        }
+        let style = ProgressStyle::with_template("{percent:>3}% {wide_bar} {eta} left")
+            .expect("the template is valid");
+        self.bar = Some(
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                .with_style(style),
+        );
+    }
+
+    fn advance(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+}
+
+/// A bar only where someone watches (stderr a terminal, no `--quiet`, stdout not that terminal) and
+/// long enough to be worth one.
+fn shows_bar(allowed: bool, total: u64) -> bool {
+    allowed && total >= LARGE_EXPORT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_kind_on_the_command_line_is_the_core_kind_of_the_same_name() {
+        let names: Vec<String> = ExportKind::value_variants()
+            .iter()
+            .map(|k| {
+                let value = k.to_possible_value().unwrap();
+                assert_eq!(value.get_name(), kind_of(*k).name());
+                value.get_name().to_owned()
+            })
+            .collect();
+        let core: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, core);
+    }
+
+    #[test]
+    fn a_bar_needs_permission_and_a_large_export() {
+        assert!(shows_bar(true, LARGE_EXPORT));
+        assert!(!shows_bar(true, LARGE_EXPORT - 1), "small export");
+        assert!(!shows_bar(false, u64::MAX), "pipe or --quiet");
+        assert!(!shows_bar(true, 0), "size unknown");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_previous_file_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.csv");
+        fs::write(&target, "before\n").unwrap();
+        let err = write_atomically(&target, |file| {
+            io::Write::write_all(file, b"half a fi").unwrap();
+            Err(ExportError::Write(io::Error::other("disk full")))
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("disk full"), "{err:#}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "before\n");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+
+        write_atomically(&target, |file| {
+            io::Write::write_all(file, b"after\n").unwrap();
+            Ok(Written::default())
+        })
+        .unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "after\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

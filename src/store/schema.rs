@@ -136,9 +136,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX sales_buyer ON sales (buyer_id);
     CREATE INDEX sales_claim ON sales (claim_id);
 
-    -- Incremental exports: the last row id each named export has written.
+    -- Incremental exports: the last row id each named export has written, and of which kind (ids of
+    -- different tables cannot be compared, so a name serves one kind only). `updated_at` is the time
+    -- of the last export that used the cursor.
     CREATE TABLE export_cursors (
         name        TEXT    PRIMARY KEY,
+        kind        TEXT    NOT NULL,
         last_id     INTEGER NOT NULL DEFAULT 0,
         updated_at  INTEGER NOT NULL
     );
