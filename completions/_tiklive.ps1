@@ -31,6 +31,8 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Connect to a live and print every event to stdout as NDJSON, one object per line')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Print the events of a recording made with `watch --record`, exactly as watch printed them')
+            [CompletionResult]::new('sale', 'sale', [CompletionResultType]::ParameterValue, 'Create, list, update and cancel sales made from chat claims')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write stored history as CSV (RFC 4180, UTF-8, header first)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -39,6 +41,11 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('--filter', '--filter', [CompletionResultType]::ParameterName, 'Print only these event types (comma-separated), e.g. `chat,gift`')
             [CompletionResult]::new('--claim-pattern', '--claim-pattern', [CompletionResultType]::ParameterName, 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)')
             [CompletionResult]::new('--dedupe-window', '--dedupe-window', [CompletionResultType]::ParameterName, 'How many recent message ids are remembered to drop duplicates')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--commit-interval', '--commit-interval', [CompletionResultType]::ParameterName, 'Commit stored events at least this often')
+            [CompletionResult]::new('--commit-events', '--commit-events', [CompletionResultType]::ParameterName, 'Commit at most this many events in one transaction')
+            [CompletionResult]::new('--price-list', '--price-list', [CompletionResultType]::ParameterName, 'CSV of item code to unit price (`item,price[,currency]`, header optional), for --auto-sale')
+            [CompletionResult]::new('--currency', '--currency', [CompletionResultType]::ParameterName, 'ISO 4217 currency of prices given without one')
             [CompletionResult]::new('--room-id', '--room-id', [CompletionResultType]::ParameterName, 'Use this room id and skip the username lookup')
             [CompletionResult]::new('--web-url', '--web-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s web site (live page and api-live)')
             [CompletionResult]::new('--webcast-url', '--webcast-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s webcast API (room info)')
@@ -56,6 +63,8 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('--claims-only', '--claims-only', [CompletionResultType]::ParameterName, 'Print only chat lines that are claims ("JP 12", "j''prends A3 M x2"…)')
             [CompletionResult]::new('--gift-streaks', '--gift-streaks', [CompletionResultType]::ParameterName, 'Also print each in-progress update of a gift streak (flagged "streaking": true)')
             [CompletionResult]::new('--include-raw', '--include-raw', [CompletionResultType]::ParameterName, 'Add the decoded protobuf message as JSON under "raw"')
+            [CompletionResult]::new('--no-store', '--no-store', [CompletionResultType]::ParameterName, 'Do not store anything; only print')
+            [CompletionResult]::new('--auto-sale', '--auto-sale', [CompletionResultType]::ParameterName, 'Create a pending sale for every claim as it arrives (item, variant and quantity from the claim)')
             [CompletionResult]::new('--no-compress', '--no-compress', [CompletionResultType]::ParameterName, 'Ask TikTok for uncompressed payloads instead of gzip')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
@@ -69,12 +78,152 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
         }
         'tiklive;replay' {
             [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Decoding threads (default: one per core)')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'The host the recording was made from, as stored in `lives.host` (default: the file name)')
             [CompletionResult]::new('--filter', '--filter', [CompletionResultType]::ParameterName, 'Print only these event types (comma-separated), e.g. `chat,gift`')
             [CompletionResult]::new('--claim-pattern', '--claim-pattern', [CompletionResultType]::ParameterName, 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)')
             [CompletionResult]::new('--dedupe-window', '--dedupe-window', [CompletionResultType]::ParameterName, 'How many recent message ids are remembered to drop duplicates')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--commit-interval', '--commit-interval', [CompletionResultType]::ParameterName, 'Commit stored events at least this often')
+            [CompletionResult]::new('--commit-events', '--commit-events', [CompletionResultType]::ParameterName, 'Commit at most this many events in one transaction')
             [CompletionResult]::new('--claims-only', '--claims-only', [CompletionResultType]::ParameterName, 'Print only chat lines that are claims ("JP 12", "j''prends A3 M x2"…)')
             [CompletionResult]::new('--gift-streaks', '--gift-streaks', [CompletionResultType]::ParameterName, 'Also print each in-progress update of a gift streak (flagged "streaking": true)')
             [CompletionResult]::new('--include-raw', '--include-raw', [CompletionResultType]::ParameterName, 'Add the decoded protobuf message as JSON under "raw"')
+            [CompletionResult]::new('--no-store', '--no-store', [CompletionResultType]::ParameterName, 'Do not store anything; only print')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tiklive;sale' {
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List sales, oldest first')
+            [CompletionResult]::new('update', 'update', [CompletionResultType]::ParameterValue, 'Change a sale''s status, price, quantity or note')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a sale (nothing is deleted; its message can then be sold again)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tiklive;sale;create' {
+            [CompletionResult]::new('--message', '--message', [CompletionResultType]::ParameterName, 'The chat message the sale comes from (its msg_id, as printed by watch)')
+            [CompletionResult]::new('--buyer', '--buyer', [CompletionResultType]::ParameterName, 'A manual sale for this buyer: `@handle` or TikTok''s numeric user id (needs --item)')
+            [CompletionResult]::new('--live', '--live', [CompletionResultType]::ParameterName, 'The live of a manual sale (default: the buyer''s latest live)')
+            [CompletionResult]::new('--item', '--item', [CompletionResultType]::ParameterName, 'Item code (default: the claim''s)')
+            [CompletionResult]::new('--variant', '--variant', [CompletionResultType]::ParameterName, 'Variant, e.g. a size (default: the claim''s)')
+            [CompletionResult]::new('--qty', '--qty', [CompletionResultType]::ParameterName, 'Quantity (default: the claim''s, else 1)')
+            [CompletionResult]::new('--price', '--price', [CompletionResultType]::ParameterName, 'Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency')
+            [CompletionResult]::new('--currency', '--currency', [CompletionResultType]::ParameterName, 'ISO 4217 currency of the price')
+            [CompletionResult]::new('--note', '--note', [CompletionResultType]::ParameterName, 'A free note')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Create the sale even if the message already has one that is not cancelled')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (one object; NDJSON for lists) even on a terminal')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tiklive;sale;list' {
+            [CompletionResult]::new('--live', '--live', [CompletionResultType]::ParameterName, 'Only the sales of this live (its id in the database)')
+            [CompletionResult]::new('--buyer', '--buyer', [CompletionResultType]::ParameterName, 'Only this buyer''s sales: `@handle` or numeric user id')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only sales with this status')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only sales created at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d back)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (one object; NDJSON for lists) even on a terminal')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tiklive;sale;update' {
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'New status (`cancelled` is the same as `sale cancel`)')
+            [CompletionResult]::new('--item', '--item', [CompletionResultType]::ParameterName, 'Item code (an empty text removes it)')
+            [CompletionResult]::new('--variant', '--variant', [CompletionResultType]::ParameterName, 'Variant, e.g. a size (an empty text removes it)')
+            [CompletionResult]::new('--price', '--price', [CompletionResultType]::ParameterName, 'Unit price, e.g. 12.50; `12.50 USD` names the currency')
+            [CompletionResult]::new('--currency', '--currency', [CompletionResultType]::ParameterName, 'ISO 4217 currency of the price, when it names none')
+            [CompletionResult]::new('--qty', '--qty', [CompletionResultType]::ParameterName, 'Quantity')
+            [CompletionResult]::new('--note', '--note', [CompletionResultType]::ParameterName, 'Replace the note (an empty text removes it)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (one object; NDJSON for lists) even on a terminal')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tiklive;sale;cancel' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (one object; NDJSON for lists) even on a terminal')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tiklive;sale;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List sales, oldest first')
+            [CompletionResult]::new('update', 'update', [CompletionResultType]::ParameterValue, 'Change a sale''s status, price, quantity or note')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a sale (nothing is deleted; its message can then be sold again)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tiklive;sale;help;create' {
+            break
+        }
+        'tiklive;sale;help;list' {
+            break
+        }
+        'tiklive;sale;help;update' {
+            break
+        }
+        'tiklive;sale;help;cancel' {
+            break
+        }
+        'tiklive;sale;help;help' {
+            break
+        }
+        'tiklive;export' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d / 90m back)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this time')
+            [CompletionResult]::new('--live', '--live', [CompletionResultType]::ParameterName, 'Only this live (its id in the database, as in `sale list`)')
+            [CompletionResult]::new('--room', '--room', [CompletionResultType]::ParameterName, 'Only this TikTok room')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only this user''s rows: `@handle` or numeric user id')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write to FILE (atomically: a temporary file renamed into place) instead of stdout')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write to FILE (atomically: a temporary file renamed into place) instead of stdout')
+            [CompletionResult]::new('--delimiter', '--delimiter', [CompletionResultType]::ParameterName, 'Field delimiter: one ASCII character, e.g. '';'' for French spreadsheets, or `tab` [default: '','', or '';'' with --excel-fr]')
+            [CompletionResult]::new('--incremental', '--incremental', [CompletionResultType]::ParameterName, 'Export only rows added since the last export with this NAME (a cursor kept in the database)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--bom', '--bom', [CompletionResultType]::ParameterName, 'Start with a UTF-8 byte order mark, for Excel')
+            [CompletionResult]::new('--excel-fr', '--excel-fr', [CompletionResultType]::ParameterName, 'For French Excel: a BOM, '';'' as delimiter and decimal commas in prices')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
@@ -88,6 +237,8 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
         'tiklive;help' {
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Connect to a live and print every event to stdout as NDJSON, one object per line')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Print the events of a recording made with `watch --record`, exactly as watch printed them')
+            [CompletionResult]::new('sale', 'sale', [CompletionResultType]::ParameterValue, 'Create, list, update and cancel sales made from chat claims')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write stored history as CSV (RFC 4180, UTF-8, header first)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -95,6 +246,28 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             break
         }
         'tiklive;help;replay' {
+            break
+        }
+        'tiklive;help;sale' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List sales, oldest first')
+            [CompletionResult]::new('update', 'update', [CompletionResultType]::ParameterValue, 'Change a sale''s status, price, quantity or note')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a sale (nothing is deleted; its message can then be sold again)')
+            break
+        }
+        'tiklive;help;sale;create' {
+            break
+        }
+        'tiklive;help;sale;list' {
+            break
+        }
+        'tiklive;help;sale;update' {
+            break
+        }
+        'tiklive;help;sale;cancel' {
+            break
+        }
+        'tiklive;help;export' {
             break
         }
         'tiklive;help;help' {

@@ -28,6 +28,8 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand --version 'Print version'
             cand watch 'Connect to a live and print every event to stdout as NDJSON, one object per line'
             cand replay 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
+            cand sale 'Create, list, update and cancel sales made from chat claims'
+            cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tiklive;watch'= {
@@ -35,6 +37,11 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand --filter 'Print only these event types (comma-separated), e.g. `chat,gift`'
             cand --claim-pattern 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)'
             cand --dedupe-window 'How many recent message ids are remembered to drop duplicates'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --commit-interval 'Commit stored events at least this often'
+            cand --commit-events 'Commit at most this many events in one transaction'
+            cand --price-list 'CSV of item code to unit price (`item,price[,currency]`, header optional), for --auto-sale'
+            cand --currency 'ISO 4217 currency of prices given without one'
             cand --room-id 'Use this room id and skip the username lookup'
             cand --web-url 'Base URL of TikTok''s web site (live page and api-live)'
             cand --webcast-url 'Base URL of TikTok''s webcast API (room info)'
@@ -52,6 +59,8 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand --claims-only 'Print only chat lines that are claims ("JP 12", "j''prends A3 M x2"…)'
             cand --gift-streaks 'Also print each in-progress update of a gift streak (flagged "streaking": true)'
             cand --include-raw 'Add the decoded protobuf message as JSON under "raw"'
+            cand --no-store 'Do not store anything; only print'
+            cand --auto-sale 'Create a pending sale for every claim as it arrives (item, variant and quantity from the claim)'
             cand --no-compress 'Ask TikTok for uncompressed payloads instead of gzip'
             cand -q 'Print only errors on stderr'
             cand --quiet 'Print only errors on stderr'
@@ -64,12 +73,140 @@ set edit:completion:arg-completer[tiklive] = {|@words|
         }
         &'tiklive;replay'= {
             cand --threads 'Decoding threads (default: one per core)'
+            cand --host 'The host the recording was made from, as stored in `lives.host` (default: the file name)'
             cand --filter 'Print only these event types (comma-separated), e.g. `chat,gift`'
             cand --claim-pattern 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)'
             cand --dedupe-window 'How many recent message ids are remembered to drop duplicates'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --commit-interval 'Commit stored events at least this often'
+            cand --commit-events 'Commit at most this many events in one transaction'
             cand --claims-only 'Print only chat lines that are claims ("JP 12", "j''prends A3 M x2"…)'
             cand --gift-streaks 'Also print each in-progress update of a gift streak (flagged "streaking": true)'
             cand --include-raw 'Add the decoded protobuf message as JSON under "raw"'
+            cand --no-store 'Do not store anything; only print'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tiklive;sale'= {
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer'
+            cand list 'List sales, oldest first'
+            cand update 'Change a sale''s status, price, quantity or note'
+            cand cancel 'Cancel a sale (nothing is deleted; its message can then be sold again)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tiklive;sale;create'= {
+            cand --message 'The chat message the sale comes from (its msg_id, as printed by watch)'
+            cand --buyer 'A manual sale for this buyer: `@handle` or TikTok''s numeric user id (needs --item)'
+            cand --live 'The live of a manual sale (default: the buyer''s latest live)'
+            cand --item 'Item code (default: the claim''s)'
+            cand --variant 'Variant, e.g. a size (default: the claim''s)'
+            cand --qty 'Quantity (default: the claim''s, else 1)'
+            cand --price 'Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency'
+            cand --currency 'ISO 4217 currency of the price'
+            cand --note 'A free note'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --force 'Create the sale even if the message already has one that is not cancelled'
+            cand --json 'Print JSON (one object; NDJSON for lists) even on a terminal'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tiklive;sale;list'= {
+            cand --live 'Only the sales of this live (its id in the database)'
+            cand --buyer 'Only this buyer''s sales: `@handle` or numeric user id'
+            cand --status 'Only sales with this status'
+            cand --since 'Only sales created at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d back)'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --json 'Print JSON (one object; NDJSON for lists) even on a terminal'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tiklive;sale;update'= {
+            cand --status 'New status (`cancelled` is the same as `sale cancel`)'
+            cand --item 'Item code (an empty text removes it)'
+            cand --variant 'Variant, e.g. a size (an empty text removes it)'
+            cand --price 'Unit price, e.g. 12.50; `12.50 USD` names the currency'
+            cand --currency 'ISO 4217 currency of the price, when it names none'
+            cand --qty 'Quantity'
+            cand --note 'Replace the note (an empty text removes it)'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --json 'Print JSON (one object; NDJSON for lists) even on a terminal'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tiklive;sale;cancel'= {
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --json 'Print JSON (one object; NDJSON for lists) even on a terminal'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tiklive;sale;help'= {
+            cand create 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer'
+            cand list 'List sales, oldest first'
+            cand update 'Change a sale''s status, price, quantity or note'
+            cand cancel 'Cancel a sale (nothing is deleted; its message can then be sold again)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tiklive;sale;help;create'= {
+        }
+        &'tiklive;sale;help;list'= {
+        }
+        &'tiklive;sale;help;update'= {
+        }
+        &'tiklive;sale;help;cancel'= {
+        }
+        &'tiklive;sale;help;help'= {
+        }
+        &'tiklive;export'= {
+            cand --since 'Only rows at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d / 90m back)'
+            cand --until 'Only rows before this time'
+            cand --live 'Only this live (its id in the database, as in `sale list`)'
+            cand --room 'Only this TikTok room'
+            cand --user 'Only this user''s rows: `@handle` or numeric user id'
+            cand -o 'Write to FILE (atomically: a temporary file renamed into place) instead of stdout'
+            cand --out 'Write to FILE (atomically: a temporary file renamed into place) instead of stdout'
+            cand --delimiter 'Field delimiter: one ASCII character, e.g. '';'' for French spreadsheets, or `tab` [default: '','', or '';'' with --excel-fr]'
+            cand --incremental 'Export only rows added since the last export with this NAME (a cursor kept in the database)'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --bom 'Start with a UTF-8 byte order mark, for Excel'
+            cand --excel-fr 'For French Excel: a BOM, '';'' as delimiter and decimal commas in prices'
             cand -q 'Print only errors on stderr'
             cand --quiet 'Print only errors on stderr'
             cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
@@ -82,11 +219,29 @@ set edit:completion:arg-completer[tiklive] = {|@words|
         &'tiklive;help'= {
             cand watch 'Connect to a live and print every event to stdout as NDJSON, one object per line'
             cand replay 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
+            cand sale 'Create, list, update and cancel sales made from chat claims'
+            cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tiklive;help;watch'= {
         }
         &'tiklive;help;replay'= {
+        }
+        &'tiklive;help;sale'= {
+            cand create 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer'
+            cand list 'List sales, oldest first'
+            cand update 'Change a sale''s status, price, quantity or note'
+            cand cancel 'Cancel a sale (nothing is deleted; its message can then be sold again)'
+        }
+        &'tiklive;help;sale;create'= {
+        }
+        &'tiklive;help;sale;list'= {
+        }
+        &'tiklive;help;sale;update'= {
+        }
+        &'tiklive;help;sale;cancel'= {
+        }
+        &'tiklive;help;export'= {
         }
         &'tiklive;help;help'= {
         }
