@@ -51,9 +51,13 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         }
         frames
     };
-    let dir = tempfile::tempdir_in(&data_dir)?;
-    println!("| commit size | events stored | time | events/s | database |");
-    println!("|---:|---:|---:|---:|---:|");
+    // TIKLIVE_BENCH_DB_DIR=/dev/shm measures without the disk.
+    let db_dir = std::env::var_os("TIKLIVE_BENCH_DB_DIR").map_or(data_dir.clone(), PathBuf::from);
+    let dir = tempfile::tempdir_in(&db_dir)?;
+    println!(
+        "| commit size | events stored | transactions | producer waits | time | events/s | database |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     let mut ok = true;
     for commit_events in [1_000usize, 10_000] {
         let db = dir.path().join(format!("store-{commit_events}.db"));
@@ -94,9 +98,11 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         let size = std::fs::metadata(&db)?.len();
         let eps = stats.events as f64 / elapsed.as_secs_f64();
         println!(
-            "| {} | {} | {:.2} s | {} | {:.0} MB |",
+            "| {} | {} | {} | {} | {:.2} s | {} | {:.0} MB |",
             commit_events,
             stats.events,
+            stats.transactions,
+            stats.producer_waits,
             elapsed.as_secs_f64(),
             eps as u64,
             size as f64 / 1e6

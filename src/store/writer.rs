@@ -5,9 +5,10 @@
 //! `finish`, never swallowed.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use crate::events::{Event, EventData, now_ms};
 use crate::money::PriceList;
 
+use super::queue::{Pop, Queue};
 use super::row::{EventRow, Op, UserRow};
 use super::{DEFAULT_BUSY_TIMEOUT, LiveId, NewLive, StoreError};
 
@@ -30,9 +32,8 @@ const LAST_SEEN_STEP_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterConfig {
-    /// Events that may wait for the writer before `send` blocks (counted in chunks of
-    /// [`SEND_CHUNK`]). Small, because a crash loses what waits here as well as the batch being
-    /// written: at most `max_batch + channel_capacity` events.
+    /// Events that may wait for the writer before `send` blocks. Small, because a crash loses what
+    /// waits here as well as the batch being written: at most `max_batch + channel_capacity` events.
     pub channel_capacity: usize,
     /// The most events committed in one transaction.
     pub max_batch: usize,
@@ -105,7 +106,7 @@ impl PreparedEvent {
 
 /// Writes events to the database from a dedicated thread. `send` may be called from several threads.
 pub struct StoreWriter {
-    tx: Option<SyncSender<Command>>,
+    queue: Arc<Queue<Command>>,
     thread: Option<JoinHandle<Result<WriterStats, StoreError>>>,
     shared: Arc<Shared>,
 }
@@ -144,7 +145,7 @@ impl StoreWriter {
         conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
         let checkpointer = Checkpointer::spawn(path, config.busy_timeout)?;
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
-        let (tx, rx) = mpsc::sync_channel((config.channel_capacity / SEND_CHUNK).max(1));
+        let queue = Arc::new(Queue::new(config.channel_capacity));
         let shared = Arc::new(Shared {
             failure: OnceLock::new(),
             producer_waits: AtomicU64::new(0),
@@ -161,12 +162,15 @@ impl StoreWriter {
             checkpointer: Some(checkpointer),
             stats: WriterStats::default(),
         };
-        let thread = std::thread::Builder::new()
-            .name("tiklive-store".into())
-            .spawn(move || writer.run(&rx))
-            .map_err(|e| StoreError::WriterGone(format!("cannot start its thread: {e}")))?;
+        let thread = {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("tiklive-store".into())
+                .spawn(move || writer.run(&queue))
+                .map_err(|e| StoreError::WriterGone(format!("cannot start its thread: {e}")))?
+        };
         Ok(StoreWriter {
-            tx: Some(tx),
+            queue,
             thread: Some(thread),
             shared,
         })
@@ -235,7 +239,7 @@ impl StoreWriter {
     }
 
     fn shutdown(&mut self) -> Result<WriterStats, StoreError> {
-        drop(self.tx.take());
+        self.queue.finish();
         let thread = self
             .thread
             .take()
@@ -249,20 +253,18 @@ impl StoreWriter {
     }
 
     fn submit(&self, command: Command) -> Result<(), StoreError> {
-        // The thread records its failure before it closes the channel: check it first, so the very next
+        // The thread records its failure before it closes the queue: check it first, so the very next
         // call reports it.
         if self.shared.failure.get().is_some() {
             return Err(self.gone());
         }
-        let tx = self.tx.as_ref().ok_or_else(|| self.gone())?;
-        match tx.try_send(command) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(command)) => {
-                self.shared.channel_full();
-                tx.send(command).map_err(|_| self.gone())
-            }
-            Err(TrySendError::Disconnected(_)) => Err(self.gone()),
-        }
+        let weight = match &command {
+            Command::Ops(ops) => ops.len(),
+            _ => 1,
+        };
+        self.queue
+            .push(command, weight, || self.shared.channel_full())
+            .map_err(|_| self.gone())
     }
 
     fn gone(&self) -> StoreError {
@@ -395,53 +397,77 @@ struct Counts {
 }
 
 impl Writer {
-    fn run(mut self, rx: &Receiver<Command>) -> Result<WriterStats, StoreError> {
-        let max_batch = self.config.max_batch.max(1);
-        while let Ok(first) = rx.recv() {
-            let deadline = Instant::now() + self.config.max_delay;
-            let mut next = Some(first);
-            let mut sync = None;
-            let mut closed = false;
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Ops(ops) => self.batch.extend(ops),
-                    other => {
-                        sync = Some(other);
-                        break;
-                    }
-                }
-                let now = Instant::now();
-                if self.batch.len() >= max_batch || now >= deadline {
-                    break;
-                }
-                match rx.recv_timeout(deadline - now) {
-                    Ok(command) => next = Some(command),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => closed = true,
-                }
-            }
-            // `fail` records the error before `sync` and `rx` are dropped, so whoever waits on them
-            // learns why.
-            self.commit_batch().map_err(|e| self.fail(e))?;
-            match sync {
-                Some(Command::BeginLive(live, reply)) => {
-                    let _ = reply.send(self.begin_live(&live));
-                }
-                Some(Command::Flush(reply)) => {
-                    self.write_last_seen().map_err(|e| self.fail(e))?;
-                    let _ = reply.send(());
-                }
-                Some(Command::Ops(_)) | None => {}
-            }
-            if closed {
-                break;
-            }
+    fn run(mut self, queue: &Queue<Command>) -> Result<WriterStats, StoreError> {
+        // Commands taken from the queue and not handled yet. Dropped only after a failure is recorded,
+        // so that a producer waiting on a reply in one of them learns why.
+        let mut taken = VecDeque::new();
+        let result = self.write_until_finished(queue, &mut taken);
+        if let Err(err) = &result {
+            let _ = self.shared.failure.set(err.to_string());
         }
-        self.write_last_seen().map_err(|e| self.fail(e))?;
+        queue.close();
+        drop(taken);
         if let Some(checkpointer) = self.checkpointer.take() {
             checkpointer.stop();
         }
-        Ok(self.stats)
+        result.map(|()| self.stats)
+    }
+
+    /// Batches events into transactions of at most `max_batch`, each committed at the latest
+    /// `max_delay` after its first event arrived; handles the other commands in order.
+    fn write_until_finished(
+        &mut self,
+        queue: &Queue<Command>,
+        taken: &mut VecDeque<Command>,
+    ) -> Result<(), StoreError> {
+        let max_batch = self.config.max_batch.max(1);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            while let Some(command) = taken.pop_front() {
+                match command {
+                    Command::Ops(ops) => {
+                        if self.batch.is_empty() {
+                            deadline = Some(Instant::now() + self.config.max_delay);
+                        }
+                        self.batch.extend(ops);
+                        // Full transactions only; what is left over starts the next one.
+                        while self.batch.len() >= max_batch {
+                            let rest = self.batch.split_off(max_batch);
+                            self.commit_batch()?;
+                            self.batch = rest;
+                            deadline = (!self.batch.is_empty())
+                                .then(|| Instant::now() + self.config.max_delay);
+                        }
+                    }
+                    Command::BeginLive(live, reply) => {
+                        self.commit_batch()?;
+                        deadline = None;
+                        let _ = reply.send(self.begin_live(&live));
+                    }
+                    Command::Flush(reply) => {
+                        self.commit_batch()?;
+                        deadline = None;
+                        self.write_last_seen()?;
+                        let _ = reply.send(());
+                    }
+                }
+            }
+            // Events keep arriving below `max_batch`: the oldest must not wait past its deadline.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.commit_batch()?;
+                deadline = None;
+            }
+            match queue.pop_all(deadline) {
+                Pop::Items(items) => taken.extend(items),
+                Pop::Timeout => {
+                    self.commit_batch()?;
+                    deadline = None;
+                }
+                Pop::Finished => break,
+            }
+        }
+        self.commit_batch()?;
+        self.write_last_seen()
     }
 
     /// Brings every lagging buyer's `last_seen` up to date.
@@ -477,11 +503,6 @@ impl Writer {
             self.buyers.clear();
         }
         Ok(())
-    }
-
-    fn fail(&self, err: StoreError) -> StoreError {
-        let _ = self.shared.failure.set(err.to_string());
-        err
     }
 
     fn begin_live(&self, live: &NewLive) -> Result<LiveId, StoreError> {
