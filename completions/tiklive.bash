@@ -19,6 +19,9 @@ _tiklive() {
             tiklive,export)
                 cmd="tiklive__subcmd__export"
                 ;;
+            tiklive,gen-cert)
+                cmd="tiklive__subcmd__gen__subcmd__cert"
+                ;;
             tiklive,help)
                 cmd="tiklive__subcmd__help"
                 ;;
@@ -33,6 +36,9 @@ _tiklive() {
                 ;;
             tiklive__subcmd__help,export)
                 cmd="tiklive__subcmd__help__subcmd__export"
+                ;;
+            tiklive__subcmd__help,gen-cert)
+                cmd="tiklive__subcmd__help__subcmd__gen__subcmd__cert"
                 ;;
             tiklive__subcmd__help,help)
                 cmd="tiklive__subcmd__help__subcmd__help"
@@ -95,7 +101,7 @@ _tiklive() {
 
     case "${cmd}" in
         tiklive)
-            opts="-q -v -h -V --quiet --verbose --help --version watch replay sale export help"
+            opts="-q -v -h -V --quiet --verbose --help --version watch replay sale gen-cert export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -162,8 +168,34 @@ _tiklive() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tiklive__subcmd__gen__subcmd__cert)
+            opts="-q -v -h -V --out-dir --host --days --force --json --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tiklive__subcmd__help)
-            opts="watch replay sale export help"
+            opts="watch replay sale gen-cert export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +209,20 @@ _tiklive() {
             return 0
             ;;
         tiklive__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tiklive__subcmd__help__subcmd__gen__subcmd__cert)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

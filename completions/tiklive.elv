@@ -29,6 +29,7 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand watch 'Connect to a live and print every event to stdout as NDJSON, one object per line'
             cand replay 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
             cand sale 'Create, list, update and cancel sales made from chat claims'
+            cand gen-cert 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
             cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -194,6 +195,21 @@ set edit:completion:arg-completer[tiklive] = {|@words|
         }
         &'tiklive;sale;help;help'= {
         }
+        &'tiklive;gen-cert'= {
+            cand --out-dir 'Directory for cert.pem and key.pem (created, private, if missing)'
+            cand --host 'Another name or IP address the certificate is valid for, e.g. a LAN name or address so that a phone can reach the dashboard (repeatable; localhost, 127.0.0.1 and ::1 are always included)'
+            cand --days 'Days of validity'
+            cand --force 'Replace existing cert.pem and key.pem'
+            cand --json 'Print one JSON object instead of lines of text'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tiklive;export'= {
             cand --since 'Only rows at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d / 90m back)'
             cand --until 'Only rows before this time'
@@ -220,6 +236,7 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand watch 'Connect to a live and print every event to stdout as NDJSON, one object per line'
             cand replay 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
             cand sale 'Create, list, update and cancel sales made from chat claims'
+            cand gen-cert 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
             cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -240,6 +257,8 @@ set edit:completion:arg-completer[tiklive] = {|@words|
         &'tiklive;help;sale;update'= {
         }
         &'tiklive;help;sale;cancel'= {
+        }
+        &'tiklive;help;gen-cert'= {
         }
         &'tiklive;help;export'= {
         }

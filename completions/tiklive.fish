@@ -31,6 +31,7 @@ complete -c tiklive -n "__fish_tiklive_needs_command" -s V -l version -d 'Print 
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
+complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tiklive -n "__fish_tiklive_using_subcommand watch" -l record -d 'Append every raw push frame received to FILE (4-byte big-endian length, then the frame)' -r -F
@@ -147,6 +148,15 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_su
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from help" -f -a "update" -d 'Change a sale\'s status, price, quantity or note'
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a sale (nothing is deleted; its message can then be sold again)'
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l out-dir -d 'Directory for cert.pem and key.pem (created, private, if missing)' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l host -d 'Another name or IP address the certificate is valid for, e.g. a LAN name or address so that a phone can reach the dashboard (repeatable; localhost, 127.0.0.1 and ::1 are always included)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l days -d 'Days of validity' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l force -d 'Replace existing cert.pem and key.pem'
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l json -d 'Print one JSON object instead of lines of text'
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -s q -l quiet -d 'Print only errors on stderr'
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -s v -l verbose -d 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -s h -l help -d 'Print help'
+complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -s V -l version -d 'Print version'
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -l since -d 'Only rows at or after this time (RFC 3339, a date, a Unix time, or 24h / 7d / 90m back)' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -l until -d 'Only rows before this time' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -l live -d 'Only this live (its id in the database, as in `sale list`)' -r
@@ -162,11 +172,12 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s q -l quiet -d
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s v -l verbose -d 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s V -l version -d 'Print version'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale export help" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale export help" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale export help" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale export help" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "create" -d 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "list" -d 'List sales, oldest first'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "update" -d 'Change a sale\'s status, price, quantity or note'

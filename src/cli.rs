@@ -82,6 +82,9 @@ pub enum Command {
     /// Create, list, update and cancel sales made from chat claims.
     #[command(subcommand)]
     Sale(SaleCommand),
+    /// Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`.
+    #[command(name = "gen-cert", after_help = EXIT_CODES)]
+    GenCert(GenCertArgs),
     /// Write stored history as CSV (RFC 4180, UTF-8, header first).
     #[command(after_help = EXIT_CODES, after_long_help = EXPORT_HELP)]
     Export(ExportArgs),
@@ -131,6 +134,30 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GenCertArgs {
+    /// Directory for cert.pem and key.pem (created, private, if missing).
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    pub out_dir: PathBuf,
+
+    /// Another name or IP address the certificate is valid for, e.g. a LAN name or address so that a
+    /// phone can reach the dashboard (repeatable; localhost, 127.0.0.1 and ::1 are always included).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+
+    /// Days of validity.
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    pub days: u32,
+
+    /// Replace existing cert.pem and key.pem.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON object instead of lines of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The database file, shared by every command that reads or writes it.

@@ -48,6 +48,14 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
                 StoreError::Sqlite(_) | StoreError::WriterGone(_) => Exit::Failure,
             };
         }
+        if let Some(e) = cause.downcast_ref::<crate::certs::CertError>() {
+            return match e {
+                crate::certs::CertError::BadName(_) | crate::certs::CertError::BadDays(_) => {
+                    Exit::Usage
+                }
+                _ => Exit::Failure,
+            };
+        }
         if cause.is::<NotFoundError>() {
             return Exit::NotFound;
         }

@@ -1,6 +1,7 @@
 //! tiklive's core, shared by every subcommand: the webcast protocol, typed events, claim parsing, the
 //! live client and the replay pipeline. Nothing here knows about argv; `cli` and `commands` do.
 
+pub mod certs;
 pub mod claims;
 pub mod cli;
 pub mod commands;

@@ -2,6 +2,7 @@
 //! dispatches and returns the exit code; errors carry their own codes (see `error::exit_for`).
 
 pub mod export;
+pub mod gen_cert;
 pub mod replay;
 pub mod sale;
 pub mod watch;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Replay(args) => replay::run(args),
         Command::Sale(command) => sale::run(command),
         Command::Export(args) => export::run(args, cli.quiet),
+        Command::GenCert(args) => gen_cert::run(&args),
     }
 }
 
