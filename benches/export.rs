@@ -14,6 +14,9 @@
 //! Environment: `TIKLIVE_BENCH_EXPORT_EVENTS=N` builds a smaller database (quick checks);
 //! `TIKLIVE_BENCH_RUNS=N` times the main run N times (default 3, best reported).
 
+#[path = "support/common.rs"]
+mod common;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -55,15 +58,12 @@ fn main() -> ExitCode {
 
 fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_tiklive"));
-    // <target>/<profile>/tiklive → <target>/bench-data
-    let data_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("bench-data"))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    let data_dir = common::data_dir();
     fs::create_dir_all(&data_dir)?;
-    let events = env_u64("TIKLIVE_BENCH_EXPORT_EVENTS").unwrap_or(1_000_000);
-    let timed_runs = env_u64("TIKLIVE_BENCH_RUNS").unwrap_or(3).max(1);
+    let events = common::env_number::<u64>("TIKLIVE_BENCH_EXPORT_EVENTS").unwrap_or(1_000_000);
+    let timed_runs = common::env_number::<u64>("TIKLIVE_BENCH_RUNS")
+        .unwrap_or(3)
+        .max(1);
 
     let started = Instant::now();
     let (db, generated) = cached_database(&data_dir, events)?;
@@ -121,7 +121,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     println!();
     println!(
         "### `tiklive export` ({} stored events, {} lives; {} cores)",
-        thousands(expected.events),
+        common::thousands(expected.events),
         LIVES,
         threads
     );
@@ -132,9 +132,9 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         let secs = r.wall.as_secs_f64();
         println!(
             "| {name} | {} | {:.2} s | {} | {:.0} MB | {:.0} | {:.2} s | {:.1} MB |",
-            thousands(rows),
+            common::thousands(rows),
             secs,
-            thousands((rows as f64 / secs) as u64),
+            common::thousands((rows as f64 / secs) as u64),
             bytes as f64 / 1e6,
             bytes as f64 / 1e6 / secs,
             (r.user + r.sys).as_secs_f64(),
@@ -184,21 +184,21 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     );
     println!(
         "Target ≥ {} rows/s to a file: {} ({} rows/s with --out; {} rows/s to /dev/null).",
-        thousands(TARGET_ROWS_PER_SEC as u64),
+        common::thousands(TARGET_ROWS_PER_SEC as u64),
         if rate >= TARGET_ROWS_PER_SEC {
             "met"
         } else {
             "MISSED"
         },
-        thousands(rate as u64),
-        thousands(cpu_rate as u64)
+        common::thousands(rate as u64),
+        common::thousands(cpu_rate as u64)
     );
     let flat = full_mb <= tenth_mb + FLAT_MEMORY_SLACK_MB;
     println!(
         "Memory flat: {} (peak RSS {full_mb:.1} MB for {} rows, {tenth_mb:.1} MB for {}).",
         if flat { "yes" } else { "NO" },
-        thousands(expected.events),
-        thousands(expected.first_live)
+        common::thousands(expected.events),
+        common::thousands(expected.first_live)
     );
     if !flat {
         ok = false;
@@ -215,10 +215,6 @@ fn check(name: &str, rows: Option<u64>, expected: u64) -> bool {
         }
         _ => true,
     }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 /// Where a child's stdout goes.
@@ -512,16 +508,4 @@ fn event(room: u64, n: u64, ts_ms: i64, user: &EventUser, viewers: &[EventUser])
         data,
         raw: None,
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -11,6 +11,8 @@
 //! `TIKLIVE_BENCH_RUNS=N` changes the number of timed runs (default 3);
 //! `TIKLIVE_BENCH_GENERATE_ONLY=1` stops after generating the recording and printing its stats.
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/recording.rs"]
 mod recording;
 
@@ -74,17 +76,14 @@ fn main() -> ExitCode {
 
 fn run(mut launcher: Launcher) -> io::Result<bool> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_tiklive"));
-    // <target>/<profile>/tiklive → <target>/bench-data
-    let data_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("bench-data"))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    let data_dir = common::data_dir();
     let mut spec = Spec::benchmark();
-    if let Some(frames) = env_usize("TIKLIVE_BENCH_FRAMES") {
+    if let Some(frames) = common::env_number::<usize>("TIKLIVE_BENCH_FRAMES") {
         spec.frames = frames;
     }
-    let timed_runs = env_usize("TIKLIVE_BENCH_RUNS").unwrap_or(3).max(1);
+    let timed_runs = common::env_number::<usize>("TIKLIVE_BENCH_RUNS")
+        .unwrap_or(3)
+        .max(1);
 
     let started = Instant::now();
     let (path, stats, generated) = cached_recording(&data_dir, &spec)?;
@@ -259,7 +258,7 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
             "| {name} | {:.2} s | {:.2} s | {} | {:.0} | {:.2} s | {:.1} MB |",
             best.wall.as_secs_f64(),
             median.wall.as_secs_f64(),
-            thousands((lines / best.wall.as_secs_f64()) as u64),
+            common::thousands((lines / best.wall.as_secs_f64()) as u64),
             wire_mb / best.wall.as_secs_f64(),
             (best.user + best.sys).as_secs_f64(),
             rss_kb as f64 / 1024.0
@@ -283,7 +282,7 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
     println!();
     println!(
         "Targets: ≥ {} events/s, peak RSS < {:.0} MB. Output byte-identical across runs: {}.",
-        thousands(TARGET_EVENTS_PER_SEC as u64),
+        common::thousands(TARGET_EVENTS_PER_SEC as u64),
         TARGET_PEAK_RSS_MB,
         if identical { "yes" } else { "NO" }
     );
@@ -296,7 +295,7 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
         } else {
             "MISSED"
         },
-        thousands(eps as u64),
+        common::thousands(eps as u64),
         if rss_mb < TARGET_PEAK_RSS_MB {
             "met"
         } else {
@@ -307,10 +306,6 @@ fn run(mut launcher: Launcher) -> io::Result<bool> {
     println!();
     println!("{}", stages.table(&stats));
     Ok(ok)
-}
-
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 /// Spawns and reaps the `tiklive` runs, so that their peak RSS is their own.
@@ -558,18 +553,6 @@ fn last_line(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------------------
 // In-process stage breakdown, one thread.
 
@@ -613,7 +596,7 @@ impl Stages {
         let eps = |n: u64, d: Duration| {
             format!(
                 "{} msg/s",
-                thousands((n as f64 / d.as_secs_f64().max(1e-9)) as u64)
+                common::thousands((n as f64 / d.as_secs_f64().max(1e-9)) as u64)
             )
         };
         row(
@@ -652,7 +635,7 @@ impl Stages {
             "\nFor comparison: reading the file {:.3} s; `render_frame` over all frames (one thread, no emit) {:.3} s = {} events/s.\n",
             self.read.as_secs_f64(),
             self.render_frame_total.as_secs_f64(),
-            thousands((self.events as f64 / self.render_frame_total.as_secs_f64().max(1e-9)) as u64)
+            common::thousands((self.events as f64 / self.render_frame_total.as_secs_f64().max(1e-9)) as u64)
         ));
         s
     }

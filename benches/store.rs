@@ -6,10 +6,12 @@
 //! (de-duplicate, queue the prepared row) plus all of the writer's work, up to the last commit, into
 //! a new database. Reported per commit size, with the database size.
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/recording.rs"]
 mod recording;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -32,14 +34,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<bool, Box<dyn std::error::Error>> {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tiklive"));
-    let data_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("bench-data"))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    let data_dir = common::data_dir();
     let mut spec = recording::Spec::benchmark();
-    if let Some(frames) = env_usize("TIKLIVE_BENCH_FRAMES") {
+    if let Some(frames) = common::env_number::<usize>("TIKLIVE_BENCH_FRAMES") {
         spec.frames = frames;
     }
     let (path, _, _) = recording::cached_recording(&data_dir, &spec)?;
@@ -100,11 +97,11 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         println!(
             "| {} | {} | {} | {} | {:.2} s | {} | {:.0} MB |",
             commit_events,
-            stats.events,
+            common::thousands(stats.events),
             stats.transactions,
             stats.producer_waits,
             elapsed.as_secs_f64(),
-            eps as u64,
+            common::thousands(eps as u64),
             size as f64 / 1e6
         );
         if commit_events == 1_000 && eps < TARGET_EVENTS_PER_SEC {
@@ -115,8 +112,4 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         }
     }
     Ok(ok)
-}
-
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }

@@ -99,7 +99,7 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_su
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l variant -d 'Variant, e.g. a size (default: the claim\'s)' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l qty -d 'Quantity (default: the claim\'s, else 1)' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l price -d 'Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency' -r
-complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l currency -d 'ISO 4217 currency of the price' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l currency -d 'ISO 4217 currency of the price, when it names none' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l note -d 'A free note' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l db -d 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)' -r -F
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from create" -l force -d 'Create the sale even if the message already has one that is not cancelled'
@@ -127,7 +127,7 @@ paid\t''
 cancelled\t''"
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from update" -l item -d 'Item code (an empty text removes it)' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from update" -l variant -d 'Variant, e.g. a size (an empty text removes it)' -r
-complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from update" -l price -d 'Unit price, e.g. 12.50; `12.50 USD` names the currency' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from update" -l price -d 'Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from update" -l currency -d 'ISO 4217 currency of the price, when it names none' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from update" -l qty -d 'Quantity' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from update" -l note -d 'Replace the note (an empty text removes it)' -r

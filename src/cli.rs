@@ -267,18 +267,8 @@ pub struct SaleCreateArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub qty: Option<u32>,
 
-    /// Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency.
-    #[arg(long, value_name = "PRICE", allow_negative_numbers = true)]
-    pub price: Option<String>,
-
-    /// ISO 4217 currency of the price.
-    #[arg(
-        long,
-        value_name = "CODE",
-        env = "TIKLIVE_CURRENCY",
-        default_value = "EUR"
-    )]
-    pub currency: String,
+    #[command(flatten)]
+    pub price: PriceArgs,
 
     /// A free note.
     #[arg(long, value_name = "TEXT")]
@@ -290,6 +280,23 @@ pub struct SaleCreateArgs {
 
     #[command(flatten)]
     pub output: SaleOutputArgs,
+}
+
+/// A sale's unit price, shared by `sale create` and `sale update`.
+#[derive(Debug, Args)]
+pub struct PriceArgs {
+    /// Unit price, e.g. 12.50 or 12,50; `12.50 USD` names the currency.
+    #[arg(long, value_name = "PRICE", allow_negative_numbers = true)]
+    pub price: Option<String>,
+
+    /// ISO 4217 currency of the price, when it names none.
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "TIKLIVE_CURRENCY",
+        default_value = "EUR"
+    )]
+    pub currency: String,
 }
 
 #[derive(Debug, Args)]
@@ -331,18 +338,8 @@ pub struct SaleUpdateArgs {
     #[arg(long, value_name = "VARIANT")]
     pub variant: Option<String>,
 
-    /// Unit price, e.g. 12.50; `12.50 USD` names the currency.
-    #[arg(long, value_name = "PRICE", allow_negative_numbers = true)]
-    pub price: Option<String>,
-
-    /// ISO 4217 currency of the price, when it names none.
-    #[arg(
-        long,
-        value_name = "CODE",
-        env = "TIKLIVE_CURRENCY",
-        default_value = "EUR"
-    )]
-    pub currency: String,
+    #[command(flatten)]
+    pub price: PriceArgs,
 
     /// Quantity.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -624,16 +621,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("invalid duration {text:?} (examples: 500ms, 5s, 2m, 1h)"))?;
     let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use ms, s, m, h or d)"
-            ));
-        }
+        "" => value,
+        unit => match crate::events::duration_unit_ms(unit) {
+            Some(ms) => value * ms as f64 / 1000.0,
+            None => {
+                return Err(format!(
+                    "unknown duration unit {unit:?} (use ms, s, m, h, d or w)"
+                ));
+            }
+        },
     };
     if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
         return Err(format!("duration {text:?} is out of range"));

@@ -42,27 +42,17 @@ pub fn parse_price(text: &str, default_currency: &str) -> Result<Price, String> 
     let invalid = |why: &str| {
         format!("invalid price {text:?}: {why} (examples: 12.50, 12,50, \"12.50 USD\")")
     };
-    let mut amount = text.trim();
-    let mut currency = None;
-    for (at, part) in [
-        (0, amount.get(..3)),
-        (1, amount.get(amount.len().saturating_sub(3)..)),
-    ] {
-        if let Some(code) = part.filter(|c| c.bytes().all(|b| b.is_ascii_alphabetic())) {
-            currency = Some(parse_currency(code)?);
-            amount = if at == 0 {
-                &amount[3..]
-            } else {
-                &amount[..amount.len() - 3]
-            }
-            .trim();
-            break;
+    // A currency code may stand before or after the amount: "USD 12.50", "12.50 usd".
+    let trimmed = text.trim();
+    let is_code = |code: &str| code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic());
+    let (amount, code) = match (trimmed.get(..3), trimmed.len().checked_sub(3)) {
+        (Some(code), _) if is_code(code) => (trimmed[3..].trim(), Some(code)),
+        (_, Some(at)) if trimmed.get(at..).is_some_and(is_code) => {
+            (trimmed[..at].trim(), Some(&trimmed[at..]))
         }
-    }
-    let currency = match currency {
-        Some(c) => c,
-        None => parse_currency(default_currency)?,
+        _ => (trimmed, None),
     };
+    let currency = parse_currency(code.unwrap_or(default_currency))?;
     let digits = minor_digits(&currency);
     // Spaces (also the narrow no-break ones of French formatting) group thousands.
     let amount: String = amount

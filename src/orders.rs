@@ -9,7 +9,7 @@ use std::fmt;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use serde::{Serialize, Serializer};
 
-use crate::events::format_rfc3339_ms;
+use crate::events::rfc3339_ms;
 use crate::money::{Price, format_minor};
 use crate::store::{Store, StoreError};
 
@@ -136,17 +136,11 @@ impl Serialize for Sale {
             total: self.total().as_ref().map(amount),
             status: self.status,
             note: self.note.as_deref(),
-            created: rfc3339(self.created_ms),
-            updated: rfc3339(self.updated_ms),
+            created: rfc3339_ms(self.created_ms),
+            updated: rfc3339_ms(self.updated_ms),
         }
         .serialize(serializer)
     }
-}
-
-/// `2026-11-22T18:30:00.000Z`.
-pub fn rfc3339(ms: i64) -> String {
-    let mut buf = [0u8; 24];
-    String::from_utf8_lossy(format_rfc3339_ms(ms, &mut buf)).into_owned()
 }
 
 /// What the seller says about a new sale. For a sale made from a claim, each field left `None` is

@@ -14,10 +14,6 @@ use serde_json::Value;
 use support::*;
 use tiklive::protocol::BaseMessage;
 
-fn fan() -> tiklive::protocol::User {
-    viewer(6_900_000_000_000_000_002, "Léa", "lea_b")
-}
-
 /// A read-only connection, as a script inspecting the database would open it.
 fn open(path: &Path) -> Connection {
     Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()

@@ -16,10 +16,6 @@ const ROSE_GROUP: u64 = 1_767_225_600_123;
 /// The log id of the captured push frame (PROTOCOL.md §6.7), which asks for an ack with `-`.
 const CAPTURED_FRAME_LOG_ID: u64 = 5_092_463_814_493_970_448;
 
-fn fan() -> tiklive::protocol::User {
-    viewer(6_900_000_000_000_000_002, "Léa", "lea_b")
-}
-
 fn ids(messages: &[&BaseMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.msg_id).collect()
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::certs::{Request, generate};
 use crate::cli::GenCertArgs;
 use crate::error::{Exit, is_closed_pipe};
-use crate::events::format_rfc3339_ms;
+use crate::events::rfc3339_ms;
 
 pub fn run(args: &GenCertArgs) -> anyhow::Result<Exit> {
     let made = generate(&Request {
@@ -14,9 +14,7 @@ pub fn run(args: &GenCertArgs) -> anyhow::Result<Exit> {
         days: args.days,
         force: args.force,
     })?;
-    let mut buf = [0u8; 24];
-    let expires =
-        String::from_utf8_lossy(format_rfc3339_ms(made.not_after * 1000, &mut buf)).into_owned();
+    let expires = rfc3339_ms(made.not_after * 1000);
     let text = if args.json {
         let object = serde_json::json!({
             "cert": made.cert_path,

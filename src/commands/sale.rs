@@ -34,7 +34,7 @@ fn create(args: SaleCreateArgs) -> anyhow::Result<Exit> {
         item: args.item,
         variant: args.variant,
         quantity: args.qty,
-        price: price(args.price.as_deref(), &args.currency)?,
+        price: price(args.price.price.as_deref(), &args.price.currency)?,
         note: args.note,
     };
     let message = args.message.as_deref().map(parse_msg_id).transpose()?;
@@ -104,7 +104,7 @@ fn update(args: SaleUpdateArgs) -> anyhow::Result<Exit> {
         item: args.item,
         variant: args.variant,
         quantity: args.qty,
-        price: price(args.price.as_deref(), &args.currency)?,
+        price: price(args.price.price.as_deref(), &args.price.currency)?,
         note: args.note,
     };
     if changes.is_empty() {
@@ -213,7 +213,7 @@ fn table(sales: &[Sale]) -> String {
     let rows: Vec<[String; 9]> = sales
         .iter()
         .map(|s| {
-            let created = orders::rfc3339(s.created_ms);
+            let created = crate::events::rfc3339_ms(s.created_ms);
             [
                 s.id.to_string(),
                 s.status.to_string(),

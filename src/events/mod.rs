@@ -10,7 +10,7 @@ use crate::claims::Claim;
 use crate::protocol::messages::id_str;
 
 pub use decode::{DecodeOptions, decode_message};
-pub use time::{format_rfc3339_ms, now_ms, parse_time_arg};
+pub use time::{duration_unit_ms, format_rfc3339_ms, now_ms, parse_time_arg, rfc3339_ms};
 
 /// Version of the NDJSON schema, written as `"v"` on every line.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -44,6 +44,26 @@ pub fn format_rfc3339_ms(ms: i64, buf: &mut [u8; 24]) -> &[u8] {
     &buf[..at]
 }
 
+/// [`format_rfc3339_ms`] as a `String`, for the places that are not on a hot path.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let mut buf = [0u8; 24];
+    String::from_utf8_lossy(format_rfc3339_ms(ms, &mut buf)).into_owned()
+}
+
+/// Milliseconds per unit of the durations tiklive accepts (`500ms`, `5s`, `2m`, `90min`, `1h`, `7d`,
+/// `2w`), for flags such as `--retry-delay` and times such as `--since 24h` alike.
+pub fn duration_unit_ms(unit: &str) -> Option<i64> {
+    Some(match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return None,
+    })
+}
+
 /// Parses a time given on the command line (`--since`, `--until`) into Unix milliseconds:
 /// RFC 3339 (`2026-11-22T18:30:00Z`, `…+01:00`, fractions allowed), a date (`2026-11-22`, midnight
 /// UTC), a Unix time in seconds (`1763830200`), or a duration back from `now_ms` (`90m`, `24h`, `7d`,
@@ -67,14 +87,7 @@ pub fn parse_time_arg(text: &str, now_ms: i64) -> Result<i64, String> {
     if digits > 0 && text[digits..].bytes().all(|b| b.is_ascii_alphabetic()) {
         let (number, unit) = text.split_at(digits);
         let n: i64 = number.parse().map_err(|_| invalid())?;
-        let ms_per = match unit {
-            "s" => 1_000,
-            "m" | "min" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            _ => return Err(invalid()),
-        };
+        let ms_per = duration_unit_ms(unit).ok_or_else(invalid)?;
         return n
             .checked_mul(ms_per)
             .and_then(|back| now_ms.checked_sub(back))

@@ -358,15 +358,9 @@ impl Checkpointer {
             let _ = nudge.try_send(());
         }
     }
-
-    fn stop(mut self) {
-        drop(self.nudge.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
+/// Stops the thread after the checkpoint in progress, if any.
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         drop(self.nudge.take());
@@ -401,16 +395,19 @@ impl Writer {
         // Commands taken from the queue and not handled yet. Dropped only after a failure is recorded,
         // so that a producer waiting on a reply in one of them learns why.
         let mut taken = VecDeque::new();
-        let result = self.write_until_finished(queue, &mut taken);
-        if let Err(err) = &result {
-            let _ = self.shared.failure.set(err.to_string());
-        }
+        let result = self
+            .write_until_finished(queue, &mut taken)
+            .map_err(|e| self.failed(e));
         queue.close();
         drop(taken);
-        if let Some(checkpointer) = self.checkpointer.take() {
-            checkpointer.stop();
-        }
+        drop(self.checkpointer.take());
         result.map(|()| self.stats)
+    }
+
+    /// Records why the writer stops, for every producer that calls it next (the first reason wins).
+    fn failed(&self, err: StoreError) -> StoreError {
+        let _ = self.shared.failure.set(err.to_string());
+        err
     }
 
     /// Batches events into transactions of at most `max_batch`, each committed at the latest
@@ -439,15 +436,16 @@ impl Writer {
                                 .then(|| Instant::now() + self.config.max_delay);
                         }
                     }
+                    // The caller waits on `reply`: the failure is recorded before it is dropped.
                     Command::BeginLive(live, reply) => {
-                        self.commit_batch()?;
+                        self.commit_batch().map_err(|e| self.failed(e))?;
                         deadline = None;
                         let _ = reply.send(self.begin_live(&live));
                     }
                     Command::Flush(reply) => {
-                        self.commit_batch()?;
+                        self.commit_batch().map_err(|e| self.failed(e))?;
                         deadline = None;
-                        self.write_last_seen()?;
+                        self.write_last_seen().map_err(|e| self.failed(e))?;
                         let _ = reply.send(());
                     }
                 }
@@ -520,17 +518,17 @@ impl Writer {
         Ok(LiveId(self.conn.last_insert_rowid()))
     }
 
-    /// Commits the batch, in transactions of at most `max_batch` events (a last chunk received may
-    /// have taken it a little past).
+    /// Commits the batch in one transaction (never more than `max_batch` events: the loop that fills
+    /// it commits as soon as it is full).
     fn commit_batch(&mut self) -> Result<(), StoreError> {
-        let batch = std::mem::take(&mut self.batch);
-        let max_batch = self.config.max_batch.max(1);
-        for part in batch.chunks(max_batch) {
-            self.commit_part(part)?;
+        if self.batch.is_empty() {
+            return Ok(());
         }
+        let batch = std::mem::take(&mut self.batch);
+        let committed = self.commit_part(&batch);
         self.batch = batch;
         self.batch.clear();
-        Ok(())
+        committed
     }
 
     fn commit_part(&mut self, part: &[Op]) -> Result<(), StoreError> {
@@ -1161,69 +1159,5 @@ mod tests {
         assert!(matches!(err, StoreError::WriterGone(_)), "{err:?}");
         let err = w.finish().unwrap_err();
         assert!(matches!(err, StoreError::Sqlite(_)), "{err:?}");
-    }
-
-    /// `cargo test --release --lib store::writer::tests::ingest_rate -- --ignored --nocapture`
-    ///
-    /// 500,000 events (40% likes, 30% chat, 10% claims, 20% gifts) from 6,000 viewers (the largest
-    /// viewer pool of the replay bench's generator), sent as fast as one producer thread can; timed from
-    /// the first `send` to the end of `finish`.
-    #[test]
-    #[ignore = "a measurement, not a check; run it in release"]
-    fn ingest_rate() {
-        const N: u64 = 500_000;
-        const VIEWERS: u64 = 6_000;
-        let events: Vec<Event> = (1..=N)
-            .map(|msg| {
-                let uid = msg * 7919 % VIEWERS + 1;
-                let ts = 1_700_000_000_000 + msg as i64;
-                let viewer = user(uid, &format!("viewer{uid}"));
-                let mut event = match msg % 10 {
-                    0..=3 => like(msg, uid, ts),
-                    4..=6 => chat(
-                        msg,
-                        viewer.clone(),
-                        ts,
-                        "trop beau ❤️ c'est combien ?",
-                        None,
-                    ),
-                    7 => chat(
-                        msg,
-                        viewer.clone(),
-                        ts,
-                        "jp 12 M",
-                        Some(claim("12", "M", 1)),
-                    ),
-                    _ => gift(msg, uid, ts, 3, false),
-                };
-                event.user = Some(viewer);
-                event
-            })
-            .collect();
-        let bulk = WriterConfig {
-            max_batch: 10_000,
-            max_delay: Duration::from_secs(1),
-            ..WriterConfig::default()
-        };
-        for (name, config) in [
-            ("default", WriterConfig::default()),
-            ("max_batch 10000", bulk),
-        ] {
-            let Fixture { _dir, path, w, l } = start(config);
-            let started = Instant::now();
-            for event in &events {
-                w.send(l, event).unwrap();
-            }
-            let stats = w.finish().unwrap();
-            let secs = started.elapsed().as_secs_f64();
-            assert_eq!((stats.events, stats.claims), (N, N / 10));
-            eprintln!(
-                "{name}: {N} events in {secs:.2} s = {:.0} events/s ({} transactions, {} producer waits, {} MB)",
-                N as f64 / secs,
-                stats.transactions,
-                stats.producer_waits,
-                std::fs::metadata(&path).unwrap().len() / 1_000_000
-            );
-        }
     }
 }

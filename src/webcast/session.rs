@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::lookup::Http;
 use super::socket::{self, Socket};
 use super::{ClientConfig, ConnectError, SignedConnection};
-use crate::events::{ConnectionState, Event, EventData, format_rfc3339_ms};
+use crate::events::{ConnectionState, Event, EventData, rfc3339_ms};
 use crate::protocol::{
     FrameContent, FrameError, decode_frame, encode_ack, encode_enter_room, encode_heartbeat,
     wrap_fetch_result,
@@ -244,10 +244,7 @@ async fn session(
     if let Some(reason) = after_drop {
         let since = resume
             .last_ts_ms
-            .map(|ms| {
-                let mut buf = [0u8; 24];
-                String::from_utf8_lossy(format_rfc3339_ms(ms, &mut buf)).into_owned()
-            })
+            .map(rfc3339_ms)
             .unwrap_or_else(|| "the start".into());
         let gap = Event::connection(
             room_id,

@@ -55,6 +55,11 @@ pub fn buyer() -> User {
     viewer(6_900_000_000_000_000_001, "Camille 🛍️", "camille.shop")
 }
 
+/// A second viewer, a fan who chats, likes and sends roses.
+pub fn fan() -> User {
+    viewer(6_900_000_000_000_000_002, "Léa", "lea_b")
+}
+
 pub fn viewer(id: u64, nickname: &str, unique_id: &str) -> User {
     User {
         id,
