@@ -1,0 +1,1 @@
+// The dashboard script of tiklive serve.
