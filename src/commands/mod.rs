@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod gen_cert;
+pub mod login;
 pub mod replay;
 pub mod sale;
 pub mod watch;
@@ -24,6 +25,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sale(command) => sale::run(command),
         Command::Export(args) => export::run(args, cli.quiet),
         Command::GenCert(args) => gen_cert::run(&args),
+        Command::Login(args) => login::run_login(args),
+        Command::Logout(args) => login::run_logout(args),
     }
 }
 
