@@ -643,3 +643,37 @@ fn no_token_or_secret_in_any_output_of_a_whole_lifecycle() {
     );
     t.assert_no_secrets(&mock);
 }
+
+#[test]
+fn the_port_flag_replaces_a_wildcard_port_and_a_busy_port_exits_5() {
+    let mock = OAuthMock::start(Provider::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Transcript::default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let (running, url) = start_login(dir.path(), &mock, &["--port", &port]);
+    assert_eq!(
+        url_param(&url, "redirect_uri"),
+        Some(format!("http://127.0.0.1:{port}/callback/"))
+    );
+    let callback = consent(&url);
+    t.page(browser_get(&callback));
+    let out = t.output(running.finish());
+    assert_eq!(out.code(), Some(0), "{out}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port().to_string();
+    let out = t.output(run(cmd(
+        dir.path(),
+        &mock,
+        &["login", "--no-browser", "--port", &busy_port],
+    )));
+    assert_eq!(out.code(), Some(5), "{out}");
+    assert!(out.stderr.contains(&format!("port {busy_port}")), "{out}");
+    mock.assert_no_violation();
+    t.assert_no_secrets(&mock);
+}

@@ -417,22 +417,6 @@ async fn envelope(response: reqwest::Response, context: &str) -> Result<Value, O
         .unwrap_or(Value::Object(Default::default())))
 }
 
-/// reqwest's error text without the URL (a query may carry anything), with its causes.
-pub(crate) fn without_url(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut detail = if err.is_timeout() {
-        format!("timed out ({err})")
-    } else {
-        err.to_string()
-    };
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        detail = format!("{detail}: {s}");
-        source = s.source();
-    }
-    detail
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

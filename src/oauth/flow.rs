@@ -680,6 +680,22 @@ mod tests {
     }
 
     #[test]
+    fn the_flows_can_run_on_a_multi_thread_runtime() {
+        fn send<T: Send>(_: T) {}
+        fn shared<T: Send + Sync>() {}
+        let client = client();
+        let pending = PendingLogins::new();
+        let db = Path::new("unused.db");
+        let callback = Callback::default();
+        send(complete_login(&client, db, &pending, &callback, ""));
+        send(refresh_if_expiring(&client, db, "open-1"));
+        send(valid_account(&client, db, None));
+        send(logout(Some(&client), db, "open-1"));
+        shared::<PendingLogins>();
+        shared::<OAuthClient>();
+    }
+
+    #[test]
     fn pending_logins_are_capped() {
         let client = client();
         let pending = PendingLogins::new();

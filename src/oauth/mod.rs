@@ -242,7 +242,7 @@ impl OAuthError {
     pub(crate) fn network(context: impl Into<String>, err: reqwest::Error) -> Self {
         OAuthError::Network {
             context: context.into(),
-            message: client::without_url(err),
+            message: crate::webcast::without_url(err),
         }
     }
 
