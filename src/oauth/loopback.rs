@@ -143,7 +143,9 @@ pub async fn desktop_login(
         }
     });
     let next = tokio::time::timeout(options.timeout, rx.recv()).await;
+    // One callback only: later connections are refused or told so.
     accept.abort();
+    drop(rx);
     let Ok(Some((callback, mut stream))) = next else {
         return Err(OAuthError::Timeout(format!(
             "no login came back within {}s. Check the page TikTok shows in the browser: it reports \

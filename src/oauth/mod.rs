@@ -26,7 +26,8 @@ pub use accounts::{Account, AccountSummary};
 pub use client::{CreatorInfo, OAuthClient, TokenSet, UserInfo};
 pub use flow::{
     Authorization, Callback, Login, LogoutOutcome, PendingLogin, PendingLogins, complete_login,
-    logout, refresh_if_expiring, refresh_now, valid_account,
+    find_account, fresh_creator_info, list_accounts, logout, new_browser_binding,
+    refresh_if_expiring, refresh_now, valid_account,
 };
 pub use pkce::ChallengeEncoding;
 

@@ -372,6 +372,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "accounts",
                 "buyers",
                 "claims",
                 "events",
