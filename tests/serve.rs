@@ -468,3 +468,45 @@ fn serves_https_with_a_certificate_from_gen_cert() {
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("certs/missing.pem"), "{out}");
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_with_a_reason() {
+    let mut m = Messages::new(ROOM_ID);
+    let fan = fan();
+    let padding = "x".repeat(300);
+    let mut script = vec![Step::WaitRelease];
+    for frame in 0..200 {
+        let chats = (0..100)
+            .map(|i| m.chat(&fan, &format!("{frame}/{i} {padding}")))
+            .collect();
+        script.push(Step::frame(chats));
+    }
+    script.push(Step::Silence);
+    let mock = Mock::start(Scenario::default().script(script));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mock, dir.path(), &["--user", "seller"]);
+    wait_connected(&server, 0);
+    let mut slow = server.websocket(server.feed, "/").unwrap();
+    assert_eq!(next_json(&mut slow)["type"], "status");
+    // 20,000 events of ~600 bytes: far more than the socket buffers and the feed's backlog hold.
+    mock.release();
+    server.wait_for("/status", "every event", |s| {
+        s["lives"][0]["events"].as_u64() >= Some(20_000)
+    });
+    let started = Instant::now();
+    server.wait_for("/health", "the slow client to be dropped", |h| {
+        h["clients"] == 0
+    });
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let close = loop {
+        match slow.read() {
+            Ok(Message::Close(frame)) => break frame.expect("a close frame with a reason"),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::Again);
+    assert!(close.reason.contains("too slow"), "{close:?}");
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
+}
