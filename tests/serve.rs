@@ -289,8 +289,41 @@ fn connect_and_disconnect_follow_lives_on_demand() {
     let scenario = live();
     let mock = Mock::start(scenario.host("ghost", Host::Unknown));
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&mock, dir.path(), &[]);
+    let server = Server::start(
+        &mock,
+        dir.path(),
+        &[
+            "--log-file",
+            "logs/serve.log",
+            "--cors-origin",
+            "https://shop.example",
+        ],
+    );
     assert_eq!(server.get("/status").json(), json!({"lives": []}));
+    // Browsers of the named origin may call the API; others get no CORS grant.
+    let preflight = |origin: &str| {
+        let headers = [
+            ("Origin".to_owned(), origin.to_owned()),
+            (
+                "Access-Control-Request-Method".to_owned(),
+                "POST".to_owned(),
+            ),
+            (
+                "Access-Control-Request-Headers".to_owned(),
+                "content-type".to_owned(),
+            ),
+        ];
+        http_request(server.api, None, "OPTIONS", "/sales", &headers, None).unwrap()
+    };
+    let allowed = preflight("https://shop.example");
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let other = preflight("https://evil.example");
+    assert_eq!(other.status, 403, "{}", other.body);
+    assert!(other.header("access-control-allow-origin").is_none());
 
     let connected = server.request(
         "POST",
@@ -345,6 +378,21 @@ fn connect_and_disconnect_follow_lives_on_demand() {
     );
     let out = server.terminate();
     assert_eq!(out.code(), Some(0), "{out}");
+    // --log-file: the same lines as stderr, in a file named after the day, without colours.
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("serve.log.20"), "{name}");
+    let logged = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(
+        logged.contains("dashboard and API on http://127.0.0.1:"),
+        "{logged}"
+    );
+    assert!(logged.contains("shutting down"), "{logged}");
+    assert!(!logged.contains('\u{1b}'));
 }
 
 #[test]
