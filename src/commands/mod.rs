@@ -76,14 +76,7 @@ pub(crate) fn finish_store<W: std::io::Write>(emitter: &mut Emitter<W>) -> anyho
     match emitter.finish_store() {
         None => Ok(()),
         Some(Ok(stats)) => {
-            tracing::info!(
-                stored = stats.events,
-                already_stored = stats.duplicates,
-                claims = stats.claims,
-                auto_sales = stats.auto_sales,
-                without_id = stats.skipped,
-                "database up to date"
-            );
+            stats.log();
             Ok(())
         }
         Some(Err(err)) => Err(anyhow::Error::new(err).context(
