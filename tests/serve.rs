@@ -495,6 +495,18 @@ fn serves_https_with_a_certificate_from_gen_cert() {
             .len(),
         5
     );
+    // The feed over WSS, on both ports.
+    let root = server.tls_root.clone().unwrap();
+    for addr in [server.api, server.feed] {
+        let path = if addr == server.api { "/ws" } else { "/" };
+        let mut feed = support::api::wss(addr, path, &root);
+        assert_eq!(next_json(&mut feed)["type"], "status");
+        let mut first = next_json(&mut feed);
+        while first["type"] != "chat" {
+            first = next_json(&mut feed);
+        }
+        assert_eq!(first["comment"], "JP A12 M");
+    }
     // Plain HTTP on the TLS port gets nothing useful.
     let plain = http_request(server.api, None, "GET", "/health", &[], None);
     assert!(plain.map(|r| r.status != 200).unwrap_or(true));

@@ -209,8 +209,26 @@ impl Drop for Server {
     }
 }
 
+/// A WebSocket client of the feed over TLS (`wss://localhost:PORT/path`), trusting `root_pem`.
+pub fn wss(
+    addr: SocketAddr,
+    path: &str,
+    root_pem: &[u8],
+) -> WebSocket<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let tls = tls_client(stream, root_pem);
+    let url = format!("wss://localhost:{}{path}", addr.port());
+    match tungstenite::client(url, tls) {
+        Ok((socket, _)) => socket,
+        Err(e) => panic!("WSS handshake: {e}"),
+    }
+}
+
 /// Reads the next text message of a feed client as JSON.
-pub fn next_json(socket: &mut WebSocket<TcpStream>) -> serde_json::Value {
+pub fn next_json<S: Read + Write>(socket: &mut WebSocket<S>) -> serde_json::Value {
     loop {
         match socket.read().expect("read the feed") {
             Message::Text(text) => return serde_json::from_str(&text).expect("feed JSON"),
@@ -264,7 +282,7 @@ pub fn http_request(
     parse_response(&raw)
 }
 
-fn tls_client(
+pub fn tls_client(
     stream: TcpStream,
     root_pem: &[u8],
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
