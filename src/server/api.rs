@@ -808,7 +808,7 @@ async fn export_csv(
     let room = query.number::<u64>("room")?;
     let user = query.text("user").map(str::to_owned);
     let path = state.db_path.clone();
-    let csv = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+    let request = tokio::task::spawn_blocking(move || -> Result<export::Request, ApiError> {
         // Its own connection: a long export must not hold up sales.
         let store = Store::open(&path)?;
         let user =
@@ -837,14 +837,17 @@ async fn export_csv(
             format,
             after_id: 0,
         };
-        let mut out = Vec::new();
-        export::write_csv(store.conn(), &request, &mut out, &mut export::NoProgress)
-            .map_err(export_error)?;
-        Ok(out)
+        Ok(request)
     })
     .await
     .map_err(ApiError::internal)??;
-    let mut response = Response::new(csv.into());
+    // Checked here; the rows are streamed by the connection (see `stream::ExportJob`), so memory
+    // stays flat however large the export.
+    let mut response = Response::default();
+    response.extensions_mut().insert(super::stream::ExportJob {
+        db_path: state.db_path.clone(),
+        request,
+    });
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

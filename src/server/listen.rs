@@ -20,6 +20,7 @@ use warp::Filter;
 
 use super::AppState;
 use super::api::{ApiError, error_response};
+use super::stream::finish;
 
 /// A client must send its request headers (and finish a TLS handshake) within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,7 +89,8 @@ pub async fn accept_loop(
     state: Arc<AppState>,
     graceful: Arc<GracefulShutdown>,
 ) {
-    let routes = super::api::routes(Arc::clone(&state));
+    let routes = super::api::routes(Arc::clone(&state)).with(warp::log::custom(log_request));
+    let warp_service = TowerToHyperService::new(warp::service(routes));
     let mut shutdown = state.shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
@@ -106,9 +108,7 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let service = {
             let state = Arc::clone(&state);
-            let warp_service = TowerToHyperService::new(warp::service(
-                routes.clone().with(warp::log::custom(log_request)),
-            ));
+            let warp_service = warp_service.clone();
             hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = Arc::clone(&state);
                 let warp_service = warp_service.clone();
@@ -119,15 +119,16 @@ pub async fn accept_loop(
                     };
                     if is_feed {
                         if super::ws::is_upgrade(&req) {
-                            return Ok::<_, Infallible>(super::ws::upgrade(req, state));
+                            return Ok::<_, Infallible>(finish(super::ws::upgrade(req, state)));
                         }
-                        return Ok(error_response(&ApiError::new(
+                        return Ok(finish(error_response(&ApiError::new(
                             StatusCode::UPGRADE_REQUIRED,
                             "upgrade_required",
                             "this address serves the WebSocket feed: connect with a WebSocket client",
-                        )));
+                        ))));
                     }
-                    hyper::service::Service::call(&warp_service, req).await
+                    let response = hyper::service::Service::call(&warp_service, req).await?;
+                    Ok(finish(response))
                 }
             })
         };

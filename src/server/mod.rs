@@ -6,6 +6,7 @@ mod api;
 mod feed;
 mod listen;
 mod lives;
+mod stream;
 mod ws;
 
 use std::future::Future;
