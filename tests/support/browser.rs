@@ -318,18 +318,29 @@ impl Browser {
     /// Waits until `js` evaluates to a truthy value and returns it; fails the test after `timeout`
     /// with `what` and the page's state.
     pub fn wait_until(&mut self, what: &str, js: &str, timeout: Duration) -> Value {
+        self.try_wait_until(what, js, timeout)
+            .unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// [`Browser::wait_until`] that returns the failure message instead of failing.
+    pub fn try_wait_until(
+        &mut self,
+        what: &str,
+        js: &str,
+        timeout: Duration,
+    ) -> Result<Value, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = match self.try_eval(js) {
-                Ok(value) if truthy(&value) => return value,
+                Ok(value) if truthy(&value) => return Ok(value),
                 Ok(value) => format!("last value: {value}"),
                 Err(e) => format!("last error: {e}"),
             };
             if Instant::now() >= deadline {
-                panic!(
+                return Err(format!(
                     "timed out after {timeout:?} waiting for {what} ({last})\n{}",
                     self.diagnostics()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -354,6 +365,18 @@ impl Browser {
         self.wait_until(
             &format!("{url} to load"),
             "document.readyState === 'complete'",
+            WAIT,
+        );
+    }
+
+    /// Reloads the page and waits until the new document has loaded.
+    pub fn reload(&mut self) {
+        // A mark on the old document tells it from the new one, whose readyState starts over.
+        self.eval("window.__beforeReload = true");
+        self.call("Page.reload", json!({"ignoreCache": true}));
+        self.wait_until(
+            "the page to reload",
+            "!window.__beforeReload && document.readyState === 'complete'",
             WAIT,
         );
     }
@@ -420,7 +443,24 @@ impl Browser {
 
     /// Saves what the viewport shows as `<output dir>/<name>.png`, prints and returns the path.
     pub fn screenshot(&mut self, name: &str) -> PathBuf {
-        let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        self.capture(name, json!({"format": "png"}))
+    }
+
+    /// Saves the whole page, also what is scrolled out of view, like [`Browser::screenshot`].
+    pub fn screenshot_full_page(&mut self, name: &str) -> PathBuf {
+        let size = self.eval(
+            "({width: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight})",
+        );
+        let clip =
+            json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
+        self.capture(
+            name,
+            json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
+        )
+    }
+
+    fn capture(&mut self, name: &str, params: Value) -> PathBuf {
+        let shot = self.call("Page.captureScreenshot", params);
         let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
         let path = self.out_dir.join(format!("{name}.png"));
         std::fs::write(&path, &png)
@@ -451,7 +491,12 @@ impl Browser {
             .map(|v| v.as_str().unwrap_or_default().to_owned())
             .unwrap_or_default();
         let stderr = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        let tail = &stderr[stderr.len().saturating_sub(20)..];
+        // Without a session bus Chromium complains about D-Bus on every start: noise, not a clue.
+        let useful: Vec<&String> = stderr.iter().filter(|l| !l.contains("/dbus/")).collect();
+        let tail: Vec<&str> = useful[useful.len().saturating_sub(20)..]
+            .iter()
+            .map(|l| l.as_str())
+            .collect();
         format!(
             "--- page {url} ---\n{text}\n--- console ---\n{}\n--- dialogs ---\n{}\n\
              --- chromium stderr (last lines) ---\n{}",
