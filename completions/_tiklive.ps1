@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Connect to a live and print every event to stdout as NDJSON, one object per line')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Print the events of a recording made with `watch --record`, exactly as watch printed them')
             [CompletionResult]::new('sale', 'sale', [CompletionResultType]::ParameterValue, 'Create, list, update and cancel sales made from chat claims')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard')
             [CompletionResult]::new('gen-cert', 'gen-cert', [CompletionResultType]::ParameterValue, 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write stored history as CSV (RFC 4180, UTF-8, header first)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -212,6 +213,48 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
         'tiklive;sale;help;help' {
             break
         }
+        'tiklive;serve' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'A host to follow from the start (repeatable, or comma-separated in TIKTOK_USERNAME)')
+            [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'The address to listen on. Anything but loopback needs TIKLIVE_API_TOKEN')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'The port of the API, the dashboard and the WebSocket at /ws')
+            [CompletionResult]::new('--ws-port', '--ws-port', [CompletionResultType]::ParameterName, 'A second port serving only the WebSocket feed, at any path (0: none)')
+            [CompletionResult]::new('--api-token', '--api-token', [CompletionResultType]::ParameterName, 'The bearer token of the API and the WebSocket (required off loopback)')
+            [CompletionResult]::new('--cors-origin', '--cors-origin', [CompletionResultType]::ParameterName, 'Allow browser requests from this origin, e.g. https://shop.example (repeatable; CORS is off without it)')
+            [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'Serve HTTPS and WSS with this certificate (PEM, e.g. from `tiklive gen-cert`)')
+            [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The private key of --tls-cert (PEM)')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Also write logs to FILE, rotated daily (FILE.YYYY-MM-DD)')
+            [CompletionResult]::new('--claim-pattern', '--claim-pattern', [CompletionResultType]::ParameterName, 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)')
+            [CompletionResult]::new('--commit-interval', '--commit-interval', [CompletionResultType]::ParameterName, 'Commit stored events at least this often')
+            [CompletionResult]::new('--commit-events', '--commit-events', [CompletionResultType]::ParameterName, 'Commit at most this many events in one transaction')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--price-list', '--price-list', [CompletionResultType]::ParameterName, 'CSV of item code to unit price (`item,price[,currency]`, header optional), for --auto-sale')
+            [CompletionResult]::new('--currency', '--currency', [CompletionResultType]::ParameterName, 'ISO 4217 currency of prices given without one')
+            [CompletionResult]::new('--room-id', '--room-id', [CompletionResultType]::ParameterName, 'Use this room id and skip the username lookup')
+            [CompletionResult]::new('--web-url', '--web-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s web site (live page and api-live)')
+            [CompletionResult]::new('--webcast-url', '--webcast-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s webcast API (room info)')
+            [CompletionResult]::new('--sign-url', '--sign-url', [CompletionResultType]::ParameterName, 'Base URL of the signing service')
+            [CompletionResult]::new('--sign-api-key', '--sign-api-key', [CompletionResultType]::ParameterName, 'API key for the signing service (sent as the x-api-key header)')
+            [CompletionResult]::new('--session-id', '--session-id', [CompletionResultType]::ParameterName, 'TikTok session id for a logged-in connection (shared with TikTok and the signing service)')
+            [CompletionResult]::new('--tt-target-idc', '--tt-target-idc', [CompletionResultType]::ParameterName, 'Data centre of the logged-in account (the tt-target-idc cookie), e.g. eu-ttp2')
+            [CompletionResult]::new('--proxy', '--proxy', [CompletionResultType]::ParameterName, 'HTTP proxy for every request, the WebSocket included, e.g. http://user:pass@host:3128')
+            [CompletionResult]::new('--user-agent', '--user-agent', [CompletionResultType]::ParameterName, 'The User-Agent used towards TikTok; the signature is bound to it')
+            [CompletionResult]::new('--max-retries', '--max-retries', [CompletionResultType]::ParameterName, 'Reconnect attempts after a drop before giving up')
+            [CompletionResult]::new('--retry-delay', '--retry-delay', [CompletionResultType]::ParameterName, 'Base delay between reconnects; attempt n waits n times this, plus jitter')
+            [CompletionResult]::new('--dead-after', '--dead-after', [CompletionResultType]::ParameterName, 'Reconnect when no frame arrives for this long')
+            [CompletionResult]::new('--heartbeat-interval', '--heartbeat-interval', [CompletionResultType]::ParameterName, 'Interval between heartbeats sent to TikTok')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Timeout of each HTTP request and of the WebSocket handshake')
+            [CompletionResult]::new('--auto-sale', '--auto-sale', [CompletionResultType]::ParameterName, 'Create a pending sale for every claim as it arrives (item, variant and quantity from the claim)')
+            [CompletionResult]::new('--no-compress', '--no-compress', [CompletionResultType]::ParameterName, 'Ask TikTok for uncompressed payloads instead of gzip')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'tiklive;gen-cert' {
             [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Directory for cert.pem and key.pem (created, private, if missing)')
             [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Another name or IP address the certificate is valid for, e.g. a LAN name or address so that a phone can reach the dashboard (repeatable; localhost, 127.0.0.1 and ::1 are always included)')
@@ -255,6 +298,7 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Connect to a live and print every event to stdout as NDJSON, one object per line')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Print the events of a recording made with `watch --record`, exactly as watch printed them')
             [CompletionResult]::new('sale', 'sale', [CompletionResultType]::ParameterValue, 'Create, list, update and cancel sales made from chat claims')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard')
             [CompletionResult]::new('gen-cert', 'gen-cert', [CompletionResultType]::ParameterValue, 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write stored history as CSV (RFC 4180, UTF-8, header first)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -283,6 +327,9 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             break
         }
         'tiklive;help;sale;cancel' {
+            break
+        }
+        'tiklive;help;serve' {
             break
         }
         'tiklive;help;gen-cert' {

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand watch 'Connect to a live and print every event to stdout as NDJSON, one object per line'
             cand replay 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
             cand sale 'Create, list, update and cancel sales made from chat claims'
+            cand serve 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
             cand gen-cert 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
             cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -195,6 +196,47 @@ set edit:completion:arg-completer[tiklive] = {|@words|
         }
         &'tiklive;sale;help;help'= {
         }
+        &'tiklive;serve'= {
+            cand --user 'A host to follow from the start (repeatable, or comma-separated in TIKTOK_USERNAME)'
+            cand --bind 'The address to listen on. Anything but loopback needs TIKLIVE_API_TOKEN'
+            cand --port 'The port of the API, the dashboard and the WebSocket at /ws'
+            cand --ws-port 'A second port serving only the WebSocket feed, at any path (0: none)'
+            cand --api-token 'The bearer token of the API and the WebSocket (required off loopback)'
+            cand --cors-origin 'Allow browser requests from this origin, e.g. https://shop.example (repeatable; CORS is off without it)'
+            cand --tls-cert 'Serve HTTPS and WSS with this certificate (PEM, e.g. from `tiklive gen-cert`)'
+            cand --tls-key 'The private key of --tls-cert (PEM)'
+            cand --log-file 'Also write logs to FILE, rotated daily (FILE.YYYY-MM-DD)'
+            cand --claim-pattern 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)'
+            cand --commit-interval 'Commit stored events at least this often'
+            cand --commit-events 'Commit at most this many events in one transaction'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --price-list 'CSV of item code to unit price (`item,price[,currency]`, header optional), for --auto-sale'
+            cand --currency 'ISO 4217 currency of prices given without one'
+            cand --room-id 'Use this room id and skip the username lookup'
+            cand --web-url 'Base URL of TikTok''s web site (live page and api-live)'
+            cand --webcast-url 'Base URL of TikTok''s webcast API (room info)'
+            cand --sign-url 'Base URL of the signing service'
+            cand --sign-api-key 'API key for the signing service (sent as the x-api-key header)'
+            cand --session-id 'TikTok session id for a logged-in connection (shared with TikTok and the signing service)'
+            cand --tt-target-idc 'Data centre of the logged-in account (the tt-target-idc cookie), e.g. eu-ttp2'
+            cand --proxy 'HTTP proxy for every request, the WebSocket included, e.g. http://user:pass@host:3128'
+            cand --user-agent 'The User-Agent used towards TikTok; the signature is bound to it'
+            cand --max-retries 'Reconnect attempts after a drop before giving up'
+            cand --retry-delay 'Base delay between reconnects; attempt n waits n times this, plus jitter'
+            cand --dead-after 'Reconnect when no frame arrives for this long'
+            cand --heartbeat-interval 'Interval between heartbeats sent to TikTok'
+            cand --http-timeout 'Timeout of each HTTP request and of the WebSocket handshake'
+            cand --auto-sale 'Create a pending sale for every claim as it arrives (item, variant and quantity from the claim)'
+            cand --no-compress 'Ask TikTok for uncompressed payloads instead of gzip'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tiklive;gen-cert'= {
             cand --out-dir 'Directory for cert.pem and key.pem (created, private, if missing)'
             cand --host 'Another name or IP address the certificate is valid for, e.g. a LAN name or address so that a phone can reach the dashboard (repeatable; localhost, 127.0.0.1 and ::1 are always included)'
@@ -236,6 +278,7 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand watch 'Connect to a live and print every event to stdout as NDJSON, one object per line'
             cand replay 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
             cand sale 'Create, list, update and cancel sales made from chat claims'
+            cand serve 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
             cand gen-cert 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
             cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -257,6 +300,8 @@ set edit:completion:arg-completer[tiklive] = {|@words|
         &'tiklive;help;sale;update'= {
         }
         &'tiklive;help;sale;cancel'= {
+        }
+        &'tiklive;help;serve'= {
         }
         &'tiklive;help;gen-cert'= {
         }

@@ -31,6 +31,7 @@ complete -c tiklive -n "__fish_tiklive_needs_command" -s V -l version -d 'Print 
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
+complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "serve" -d 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -148,6 +149,41 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_su
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from help" -f -a "update" -d 'Change a sale\'s status, price, quantity or note'
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a sale (nothing is deleted; its message can then be sold again)'
 complete -c tiklive -n "__fish_tiklive_using_subcommand sale; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l user -d 'A host to follow from the start (repeatable, or comma-separated in TIKTOK_USERNAME)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l bind -d 'The address to listen on. Anything but loopback needs TIKLIVE_API_TOKEN' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l port -d 'The port of the API, the dashboard and the WebSocket at /ws' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l ws-port -d 'A second port serving only the WebSocket feed, at any path (0: none)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l api-token -d 'The bearer token of the API and the WebSocket (required off loopback)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l cors-origin -d 'Allow browser requests from this origin, e.g. https://shop.example (repeatable; CORS is off without it)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l tls-cert -d 'Serve HTTPS and WSS with this certificate (PEM, e.g. from `tiklive gen-cert`)' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert (PEM)' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l log-file -d 'Also write logs to FILE, rotated daily (FILE.YYYY-MM-DD)' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l claim-pattern -d 'Regular expression that replaces the claim keyword (default: JP, j\'prends, je prends…)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l commit-interval -d 'Commit stored events at least this often' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l commit-events -d 'Commit at most this many events in one transaction' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l db -d 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l price-list -d 'CSV of item code to unit price (`item,price[,currency]`, header optional), for --auto-sale' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l currency -d 'ISO 4217 currency of prices given without one' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l room-id -d 'Use this room id and skip the username lookup' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l web-url -d 'Base URL of TikTok\'s web site (live page and api-live)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l webcast-url -d 'Base URL of TikTok\'s webcast API (room info)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l sign-url -d 'Base URL of the signing service' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l sign-api-key -d 'API key for the signing service (sent as the x-api-key header)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l session-id -d 'TikTok session id for a logged-in connection (shared with TikTok and the signing service)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l tt-target-idc -d 'Data centre of the logged-in account (the tt-target-idc cookie), e.g. eu-ttp2' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l proxy -d 'HTTP proxy for every request, the WebSocket included, e.g. http://user:pass@host:3128' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l user-agent -d 'The User-Agent used towards TikTok; the signature is bound to it' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l max-retries -d 'Reconnect attempts after a drop before giving up' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l retry-delay -d 'Base delay between reconnects; attempt n waits n times this, plus jitter' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l dead-after -d 'Reconnect when no frame arrives for this long' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l heartbeat-interval -d 'Interval between heartbeats sent to TikTok' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l http-timeout -d 'Timeout of each HTTP request and of the WebSocket handshake' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l auto-sale -d 'Create a pending sale for every claim as it arrives (item, variant and quantity from the claim)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l no-compress -d 'Ask TikTok for uncompressed payloads instead of gzip'
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -s q -l quiet -d 'Print only errors on stderr'
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -s v -l verbose -d 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l out-dir -d 'Directory for cert.pem and key.pem (created, private, if missing)' -r -F
 complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l host -d 'Another name or IP address the certificate is valid for, e.g. a LAN name or address so that a phone can reach the dashboard (repeatable; localhost, 127.0.0.1 and ::1 are always included)' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand gen-cert" -l days -d 'Days of validity' -r
@@ -172,12 +208,13 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s q -l quiet -d
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s v -l verbose -d 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s V -l version -d 'Print version'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale gen-cert export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "serve" -d 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "create" -d 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "list" -d 'List sales, oldest first'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "update" -d 'Change a sale\'s status, price, quantity or note'

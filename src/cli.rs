@@ -71,6 +71,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The file logs also go to (`serve --log-file`).
+    pub fn log_file(&self) -> Option<&std::path::Path> {
+        match &self.command {
+            Command::Serve(args) => args.log_file.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Connect to a live and print every event to stdout as NDJSON, one object per line.
@@ -82,6 +92,9 @@ pub enum Command {
     /// Create, list, update and cancel sales made from chat claims.
     #[command(subcommand)]
     Sale(SaleCommand),
+    /// Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard.
+    #[command(after_help = EXIT_CODES, after_long_help = SERVE_HELP)]
+    Serve(Box<ServeArgs>),
     /// Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`.
     #[command(name = "gen-cert", after_help = EXIT_CODES)]
     GenCert(GenCertArgs),
@@ -134,6 +147,111 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+const SERVE_HELP: &str = "\
+HTTP API (JSON; errors are {\"error\": {\"code\", \"message\"}}):
+  GET    /health               liveness and readiness (503 when the store cannot be written)
+  GET    /status               every followed live: state, room, viewers, likes, counts
+  POST   /connect              {\"username\"}: follow a live, or reconnect it
+  POST   /disconnect           {\"username\"}: stop following it
+  GET    /events               ?live=USER&type=chat&limit=100&before=MSG_ID
+  GET    /claims               ?live=LIVE_ID&limit=N
+  GET    /sales                ?live=LIVE_ID&buyer=@handle&status=paid&since=24h
+  POST   /sales                {\"message_id\" | \"buyer\", \"item\", \"variant\", \"quantity\", \"price\", \"note\", \"force\"}
+  PATCH  /sales/ID             {\"status\", \"price\", \"quantity\", \"note\", \"item\", \"variant\"}
+  DELETE /sales/ID             cancels the sale (nothing is deleted)
+  GET    /buyers/ID            a buyer (numeric id or @handle) across lives
+  GET    /export/KIND.csv      the same kinds and filters as `tiklive export`
+  GET    /ws                   WebSocket feed (also on --ws-port, at any path)
+The dashboard is served at /. Off loopback, TIKLIVE_API_TOKEN is required: send
+`Authorization: Bearer TOKEN` (or `?token=TOKEN` on the WebSocket). SIGTERM or SIGINT
+closes WebSockets with 1001, commits the store and exits 0.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A host to follow from the start (repeatable, or comma-separated in TIKTOK_USERNAME).
+    #[arg(
+        long = "user",
+        value_name = "USER",
+        env = "TIKTOK_USERNAME",
+        value_delimiter = ','
+    )]
+    pub users: Vec<String>,
+
+    /// The address to listen on. Anything but loopback needs TIKLIVE_API_TOKEN.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "TIKLIVE_BIND",
+        default_value = "127.0.0.1"
+    )]
+    pub bind: std::net::IpAddr,
+
+    /// The port of the API, the dashboard and the WebSocket at /ws.
+    #[arg(long, value_name = "PORT", env = "PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// A second port serving only the WebSocket feed, at any path (0: none).
+    #[arg(long, value_name = "PORT", env = "WS_PORT", default_value_t = 3002)]
+    pub ws_port: u16,
+
+    /// The bearer token of the API and the WebSocket (required off loopback).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TIKLIVE_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+
+    /// Allow browser requests from this origin, e.g. https://shop.example (repeatable; CORS is off
+    /// without it).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+
+    /// Serve HTTPS and WSS with this certificate (PEM, e.g. from `tiklive gen-cert`).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TIKLIVE_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TIKLIVE_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Also write logs to FILE, rotated daily (FILE.YYYY-MM-DD).
+    #[arg(long, value_name = "FILE", env = "TIKLIVE_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Regular expression that replaces the claim keyword (default: JP, j'prends, je prends…).
+    #[arg(long, value_name = "REGEX", env = "TIKLIVE_CLAIM_PATTERN")]
+    pub claim_pattern: Option<String>,
+
+    /// Commit stored events at least this often.
+    #[arg(long, value_name = "DURATION", env = "TIKLIVE_COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub commit_interval: Duration,
+
+    /// Commit at most this many events in one transaction.
+    #[arg(long, value_name = "N", env = "TIKLIVE_COMMIT_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub commit_events: u32,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(flatten)]
+    pub auto_sale: AutoSaleArgs,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,9 @@
 
 use std::io::IsTerminal;
 use std::io::Write;
+use std::path::Path;
+
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 use tracing_subscriber::EnvFilter;
 
@@ -28,9 +31,10 @@ pub fn load_dotenv() {
     }
 }
 
-/// Logs go to stderr, never stdout. `TIKLIVE_LOG` (an `EnvFilter` string) overrides the level chosen by
-/// `--quiet` / `-v`. Colours only on a terminal.
-pub fn init_logging(quiet: bool, verbose: u8) {
+/// Logs go to stderr, never stdout, and also to `log_file` (rotated daily: `FILE.YYYY-MM-DD`) when
+/// given. `TIKLIVE_LOG` (an `EnvFilter` string) overrides the level chosen by `--quiet` / `-v`. Colours
+/// only on a terminal, and never with a log file.
+pub fn init_logging(quiet: bool, verbose: u8, log_file: Option<&Path>) -> Result<(), String> {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",
@@ -48,12 +52,36 @@ pub fn init_logging(quiet: bool, verbose: u8) {
                 format!("warn,tiklive={level}")
             })
         });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         // Its own report of a failed write is an eprintln!, which panics when stderr is closed.
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    match log_file {
+        None => {
+            let _ = builder
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init();
+        }
+        Some(path) => {
+            let name = path
+                .file_name()
+                .ok_or_else(|| format!("--log-file {} names no file", path.display()))?;
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(name.to_string_lossy())
+                .build(dir)
+                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+            let _ = builder
+                .with_writer(std::io::stderr.and(appender))
+                .with_ansi(false)
+                .try_init();
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ pub mod orders;
 pub mod pipeline;
 pub mod protocol;
 pub mod recording;
+pub mod server;
 pub mod store;
 pub mod webcast;
 

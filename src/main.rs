@@ -10,7 +10,10 @@ use tiklive::cli::Cli;
 fn main() -> ExitCode {
     tiklive::config::load_dotenv();
     let cli = Cli::parse();
-    tiklive::config::init_logging(cli.quiet, cli.verbose);
+    if let Err(err) = tiklive::config::init_logging(cli.quiet, cli.verbose, cli.log_file()) {
+        let _ = writeln!(std::io::stderr(), "tiklive: error: {err}");
+        return ExitCode::from(tiklive::error::Exit::Failure as u8);
+    }
     let code = match tiklive::commands::run(cli) {
         Ok(exit) => exit,
         Err(err) => {

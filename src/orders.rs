@@ -34,7 +34,7 @@ impl SaleStatus {
         }
     }
 
-    fn from_sql(text: &str) -> Option<SaleStatus> {
+    pub(crate) fn from_sql(text: &str) -> Option<SaleStatus> {
         [
             SaleStatus::Pending,
             SaleStatus::Confirmed,
@@ -422,6 +422,17 @@ pub fn list(store: &Store, filter: &SaleFilter) -> Result<Vec<Sale>, SaleError> 
     let mut stmt = store.conn().prepare(&sql)?;
     let sales = stmt
         .query_map(params_from_iter(values), sale_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(sales)
+}
+
+/// Sales created or changed at or after `since_ms` (their `updated` time), oldest change first: what
+/// a feed announces when it polls for changes made by any process.
+pub fn changed_since(store: &Store, since_ms: i64) -> Result<Vec<Sale>, SaleError> {
+    let sql = format!("{SELECT_SALE} WHERE s.updated_at >= ?1 ORDER BY s.updated_at, s.id");
+    let mut stmt = store.conn().prepare_cached(&sql)?;
+    let sales = stmt
+        .query_map([since_ms], sale_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(sales)
 }

@@ -5,17 +5,19 @@ pub mod export;
 pub mod gen_cert;
 pub mod replay;
 pub mod sale;
+pub mod serve;
 pub mod watch;
 
 use std::path::PathBuf;
 
 use crate::claims::ClaimParser;
-use crate::cli::{AutoSaleArgs, Cli, Command, DbArgs, OutputArgs, StoreArgs};
+use crate::cli::{AutoSaleArgs, Cli, Command, ConnectionArgs, DbArgs, OutputArgs, StoreArgs};
 use crate::error::{Exit, UsageError};
 use crate::events::DecodeOptions;
 use crate::money::{PriceList, parse_currency};
 use crate::pipeline::{Emitter, EventFilter, Renderer};
 use crate::store::{AutoSale, LiveId, NewLive, StoreWriter, WriterConfig};
+use crate::webcast::ClientConfig;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
@@ -24,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sale(command) => sale::run(command),
         Command::Export(args) => export::run(args, cli.quiet),
         Command::GenCert(args) => gen_cert::run(&args),
+        Command::Serve(args) => serve::run(*args),
     }
 }
 
@@ -87,10 +90,7 @@ pub(crate) fn finish_store<W: std::io::Write>(emitter: &mut Emitter<W>) -> anyho
 }
 
 /// The `--auto-sale` policy, with its price list read and checked before the live starts.
-pub(crate) fn auto_sale(
-    args: &AutoSaleArgs,
-    store: &StoreArgs,
-) -> anyhow::Result<Option<AutoSale>> {
+pub(crate) fn auto_sale(args: &AutoSaleArgs, no_store: bool) -> anyhow::Result<Option<AutoSale>> {
     if !args.auto_sale {
         if args.price_list.is_some() {
             tracing::warn!("--price-list is only used with --auto-sale");
@@ -98,7 +98,7 @@ pub(crate) fn auto_sale(
         return Ok(None);
     }
     // Checked here rather than by clap: a `TIKLIVE_NO_STORE=false` in .env must not conflict.
-    if store.no_store {
+    if no_store {
         return Err(UsageError(
             "--auto-sale records sales in the database: it cannot be used with --no-store".into(),
         )
@@ -158,4 +158,43 @@ pub(crate) fn log_stats(stats: &crate::pipeline::Stats) {
             .collect();
         tracing::debug!("unknown methods: {}", list.join(", "));
     }
+}
+
+/// The connection settings of `watch` and `serve`, for the live of `unique_id`.
+pub(crate) fn client_config(c: &ConnectionArgs, unique_id: String) -> ClientConfig {
+    ClientConfig {
+        unique_id,
+        room_id: c.room_id,
+        web_url: c.web_url.clone(),
+        webcast_url: c.webcast_url.clone(),
+        sign_url: c.sign_url.clone(),
+        sign_api_key: c.sign_api_key.clone().filter(|k| !k.is_empty()),
+        session_id: c.session_id.clone().filter(|s| !s.is_empty()),
+        tt_target_idc: c.tt_target_idc.clone().filter(|s| !s.is_empty()),
+        proxy: c.proxy.clone().filter(|s| !s.is_empty()),
+        user_agent: c.user_agent.clone(),
+        max_retries: c.max_retries,
+        retry_delay: c.retry_delay,
+        dead_after: c.dead_after,
+        heartbeat_interval: c.heartbeat_interval,
+        http_timeout: c.http_timeout,
+        compress: !c.no_compress,
+    }
+}
+
+/// Resolves on SIGTERM (systemd's stop), never where there is no such signal.
+#[cfg(unix)]
+pub(crate) async fn sigterm() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) async fn sigterm() {
+    std::future::pending().await
 }

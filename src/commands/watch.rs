@@ -12,9 +12,7 @@ use crate::pipeline::{Emitted, Emitter, RenderedBatch, Renderer};
 use crate::protocol::FrameContent;
 use crate::recording::RecordingWriter;
 use crate::store::{LiveSource, NewLive};
-use crate::webcast::{
-    ClientConfig, Incoming, LiveEnd, LiveHandler, Verdict, normalise_username, run_live,
-};
+use crate::webcast::{Incoming, LiveEnd, LiveHandler, Verdict, normalise_username, run_live};
 
 pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
     let mut renderer = super::renderer(&args.output)?;
@@ -25,24 +23,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         );
     }
     let c = &args.connection;
-    let config = ClientConfig {
-        unique_id,
-        room_id: c.room_id,
-        web_url: c.web_url.clone(),
-        webcast_url: c.webcast_url.clone(),
-        sign_url: c.sign_url.clone(),
-        sign_api_key: c.sign_api_key.clone().filter(|k| !k.is_empty()),
-        session_id: c.session_id.clone().filter(|s| !s.is_empty()),
-        tt_target_idc: c.tt_target_idc.clone().filter(|s| !s.is_empty()),
-        proxy: c.proxy.clone().filter(|s| !s.is_empty()),
-        user_agent: c.user_agent.clone(),
-        max_retries: c.max_retries,
-        retry_delay: c.retry_delay,
-        dead_after: c.dead_after,
-        heartbeat_interval: c.heartbeat_interval,
-        http_timeout: c.http_timeout,
-        compress: !c.no_compress,
-    };
+    let config = super::client_config(c, unique_id);
     let recorder = match args.record.as_ref().filter(|p| !p.as_os_str().is_empty()) {
         Some(path) => Some(
             RecordingWriter::append(path)
@@ -50,7 +31,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         ),
         None => None,
     };
-    let auto_sale = super::auto_sale(&args.auto_sale, &args.store)?;
+    let auto_sale = super::auto_sale(&args.auto_sale, args.store.no_store)?;
     let store = super::start_store(
         &args.store,
         auto_sale,
@@ -87,7 +68,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         tokio::select! {
             result = run_live(&config, &mut handler) => Outcome::Live(result),
             _ = tokio::signal::ctrl_c() => Outcome::Signal(Exit::Interrupted),
-            _ = sigterm() => Outcome::Signal(Exit::Terminated),
+            _ = super::sigterm() => Outcome::Signal(Exit::Terminated),
             _ = stdin_closed() => Outcome::StdinClosed,
         }
     });
@@ -221,22 +202,6 @@ impl LiveHandler for WatchHandler {
             }
         }
     }
-}
-
-#[cfg(unix)]
-async fn sigterm() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn sigterm() {
-    std::future::pending().await
 }
 
 /// Resolves when stdin is a pipe and its writer closes it, so a parent process can stop `watch` by

@@ -7,6 +7,7 @@
 //! WAL mode so readers never block the writer, and migrated forward to [`SUPPORTED_VERSION`]. A
 //! database written by a newer tiklive is refused without being modified.
 
+pub mod history;
 mod queue;
 mod row;
 mod schema;

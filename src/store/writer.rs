@@ -211,6 +211,11 @@ impl StoreWriter {
         self.submit(Command::Ops(events.into_iter().map(|e| e.0).collect()))
     }
 
+    /// Why the writer thread stopped, if it did: events sent now would be lost.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.get().cloned()
+    }
+
     /// Counts an event that was not stored because it has no message id.
     pub fn skip(&self) {
         self.shared.skipped.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 // Each test binary uses only part of this module.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod browser;
 pub mod http;
 pub mod messages;

@@ -1,0 +1,189 @@
+//! Read-only views of stored history for the server's API: a live's events page by page (newest
+//! first, as stored JSON lines), the claims in arrival order with their sales, and one buyer across
+//! lives.
+
+use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value};
+use serde::Serialize;
+
+use super::{StoreError, sql_id};
+use crate::events::rfc3339_ms;
+
+/// Events of `host`'s lives (every host when `None`), of one `type` if given, older than message
+/// `before` if given: at most `limit`, returned oldest first, as the JSON lines `watch` printed.
+pub fn events_page(
+    conn: &Connection,
+    host: Option<&str>,
+    type_name: Option<&str>,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut sql = String::from("SELECT e.json FROM events e WHERE 1");
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(host) = host {
+        sql.push_str(" AND e.live_id IN (SELECT id FROM lives WHERE host = ?)");
+        values.push(host.to_owned().into());
+    }
+    if let Some(type_name) = type_name {
+        sql.push_str(" AND e.type = ?");
+        values.push(type_name.to_owned().into());
+    }
+    if let Some(before) = before {
+        let anchor: Option<(i64, i64)> = conn
+            .query_row(
+                "SELECT ts, msg_id FROM events WHERE msg_id = ?1 LIMIT 1",
+                [sql_id(before)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((ts, msg_id)) = anchor else {
+            return Ok(Vec::new());
+        };
+        sql.push_str(" AND (e.ts < ? OR (e.ts = ? AND e.msg_id < ?))");
+        values.extend([ts.into(), ts.into(), msg_id.into()]);
+    }
+    sql.push_str(" ORDER BY e.ts DESC, e.msg_id DESC LIMIT ?");
+    values.push(i64::from(limit).into());
+    let mut stmt = conn.prepare(&sql)?;
+    let mut lines = stmt
+        .query_map(params_from_iter(values), |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// A claim with its buyer and the sales made from its message.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimView {
+    pub id: i64,
+    pub live_id: i64,
+    pub room_id: String,
+    pub msg_id: String,
+    pub buyer_id: Option<String>,
+    pub unique_id: Option<String>,
+    pub nickname: Option<String>,
+    pub item: Option<String>,
+    pub variant: Option<String>,
+    pub quantity: i64,
+    pub raw: String,
+    pub ts: String,
+    /// 1 for the first claim of its live, 2 for the next… (who claimed first is provable).
+    pub rank: i64,
+    pub sale_ids: Vec<i64>,
+}
+
+/// The latest `limit` claims (of one live, of one buyer, if given), in arrival order: time, then
+/// message id.
+pub fn claims(
+    conn: &Connection,
+    live: Option<i64>,
+    buyer: Option<i64>,
+    limit: u32,
+) -> Result<Vec<ClaimView>, StoreError> {
+    let sql = "SELECT c.id, c.live_id, c.room_id, c.msg_id, c.buyer_id, b.unique_id, b.nickname, \
+               c.item, c.variant, c.quantity, c.raw, c.ts, \
+               (SELECT COUNT(*) FROM claims o WHERE o.live_id = c.live_id \
+                  AND (o.ts < c.ts OR (o.ts = c.ts AND o.msg_id <= c.msg_id))), \
+               (SELECT group_concat(s.id) FROM sales s WHERE s.room_id = c.room_id AND s.msg_id = c.msg_id) \
+               FROM claims c LEFT JOIN buyers b ON b.id = c.buyer_id \
+               WHERE (?1 IS NULL OR c.live_id = ?1) AND (?2 IS NULL OR c.buyer_id = ?2) \
+               ORDER BY c.ts DESC, c.msg_id DESC LIMIT ?3";
+    let mut stmt = conn.prepare(sql)?;
+    let mut claims = stmt
+        .query_map(rusqlite::params![live, buyer, i64::from(limit)], |r| {
+            let sales: Option<String> = r.get(13)?;
+            Ok(ClaimView {
+                id: r.get(0)?,
+                live_id: r.get(1)?,
+                room_id: (r.get::<_, i64>(2)? as u64).to_string(),
+                msg_id: (r.get::<_, i64>(3)? as u64).to_string(),
+                buyer_id: r
+                    .get::<_, Option<i64>>(4)?
+                    .map(|id| (id as u64).to_string()),
+                unique_id: r.get(5)?,
+                nickname: r.get(6)?,
+                item: r.get(7)?,
+                variant: r.get(8)?,
+                quantity: r.get(9)?,
+                raw: r.get(10)?,
+                ts: rfc3339_ms(r.get(11)?),
+                rank: r.get(12)?,
+                sale_ids: sales
+                    .map(|s| s.split(',').filter_map(|id| id.parse().ok()).collect())
+                    .unwrap_or_default(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    claims.reverse();
+    Ok(claims)
+}
+
+/// One buyer across lives: who they are, where they were seen, what they claimed and bought.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuyerHistory {
+    pub id: String,
+    pub unique_id: String,
+    pub nickname: String,
+    pub avatar_url: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub lives: Vec<BuyerLive>,
+    pub claims: Vec<ClaimView>,
+}
+
+/// A live a buyer was seen in, with how much they did there.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuyerLive {
+    pub live_id: i64,
+    pub host: String,
+    pub room_id: String,
+    pub started: String,
+    pub events: i64,
+    pub comments: i64,
+    pub gift_diamonds: i64,
+}
+
+/// The history of buyer `id` (TikTok's user id, as stored), or `None` if never seen.
+pub fn buyer(conn: &Connection, id: i64) -> Result<Option<BuyerHistory>, StoreError> {
+    let Some(mut buyer) = conn
+        .query_row(
+            "SELECT id, unique_id, nickname, avatar_url, first_seen, last_seen FROM buyers WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(BuyerHistory {
+                    id: (r.get::<_, i64>(0)? as u64).to_string(),
+                    unique_id: r.get(1)?,
+                    nickname: r.get(2)?,
+                    avatar_url: r.get(3)?,
+                    first_seen: rfc3339_ms(r.get(4)?),
+                    last_seen: rfc3339_ms(r.get(5)?),
+                    lives: Vec::new(),
+                    claims: Vec::new(),
+                })
+            },
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT l.id, l.host, l.room_id, l.started_at, COUNT(*), \
+         SUM(e.type = 'chat'), COALESCE(SUM(e.total_diamonds), 0) \
+         FROM events e JOIN lives l ON l.id = e.live_id WHERE e.user_id = ?1 \
+         GROUP BY l.id ORDER BY l.started_at",
+    )?;
+    buyer.lives = stmt
+        .query_map([id], |r| {
+            Ok(BuyerLive {
+                live_id: r.get(0)?,
+                host: r.get(1)?,
+                room_id: (r.get::<_, i64>(2)? as u64).to_string(),
+                started: rfc3339_ms(r.get(3)?),
+                events: r.get(4)?,
+                comments: r.get(5)?,
+                gift_diamonds: r.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    buyer.claims = claims(conn, None, Some(id), u32::MAX)?;
+    Ok(Some(buyer))
+}

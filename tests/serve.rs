@@ -1,0 +1,470 @@
+//! `tiklive serve` end to end: the real binary against the loopback TikTok mock, driven the way a
+//! script or the dashboard drives it: the HTTP API, the WebSocket feed, sales, auth off loopback, body
+//! limits, HTTPS, and a graceful SIGTERM with the store committed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::api::{Server, http_request, next_json, serve_command};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// A live with a claim, a gift, likes and viewers, then (after `release`) a second chat line; the
+/// socket then stays open.
+fn live() -> Scenario {
+    let mut m = Messages::new(ROOM_ID);
+    let (buyer, fan) = (buyer(), fan());
+    let first = vec![
+        m.chat(&buyer, "JP A12 M"),
+        m.gift(&fan, &rose(), 3, true, 1),
+        m.like(&fan, 5, 120),
+        m.room_user(118, 342),
+    ];
+    Scenario::default().script(vec![
+        Step::frame(first),
+        Step::WaitRelease,
+        Step::frame(vec![m.chat(&fan, "bonjour !")]),
+        Step::Silence,
+    ])
+}
+
+fn wait_connected(server: &Server, events: u64) -> Value {
+    server.wait_for("/status", "the live to be connected", |s| {
+        s["lives"][0]["state"] == "connected" && s["lives"][0]["events"].as_u64() >= Some(events)
+    })
+}
+
+#[test]
+fn serve_answers_the_api_and_feeds_websocket_clients() {
+    let scenario = live();
+    let mock = Mock::start(scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mock, dir.path(), &["--user", "@seller"]);
+
+    let status = wait_connected(&server, 4);
+    let live = &status["lives"][0];
+    assert_eq!(live["username"], "seller");
+    assert_eq!(live["room_id"], ROOM_ID.to_string());
+    assert_eq!(live["viewer_count"], 118);
+    assert_eq!(live["total_likes"], 120);
+    assert_eq!(live["gifts"], 1);
+    assert_eq!(live["gift_diamonds"], 3);
+    assert_eq!(live["claims"], 1);
+
+    // The recent events, as watch prints them (connection line first).
+    let events = server.get("/events?live=seller&type=chat").json();
+    let chats = events["events"].as_array().unwrap();
+    assert_eq!(chats.len(), 1, "{events}");
+    let claim = &chats[0];
+    assert_eq!(claim["comment"], "JP A12 M");
+    assert_eq!(claim["claim"]["item"], "A12");
+    assert_eq!(claim["claim"]["variant"], "M");
+    assert_eq!(claim["user"]["unique_id"], "camille.shop");
+    let claim_id = claim["msg_id"].as_str().unwrap().to_owned();
+
+    // A feed client: status, the recent events, synced, then what comes live.
+    let mut ws = server.websocket(server.api, "/ws").unwrap();
+    let first = next_json(&mut ws);
+    assert_eq!(first["type"], "status");
+    assert_eq!(first["lives"][0]["state"], "connected");
+    let mut initial = Vec::new();
+    loop {
+        let msg = next_json(&mut ws);
+        if msg["type"] == "synced" {
+            break;
+        }
+        initial.push(msg);
+    }
+    let types: Vec<&str> = initial
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["connection", "chat", "gift", "like", "room_user"]);
+    // The second port serves the same feed at any path.
+    let mut ws2 = server.websocket(server.feed, "/anything").unwrap();
+    assert_eq!(next_json(&mut ws2)["type"], "status");
+    while next_json(&mut ws2)["type"] != "synced" {}
+    ws2.send(Message::text(r#"{"subscribe": ["sale"]}"#))
+        .unwrap();
+
+    mock.release();
+    let live_chat = loop {
+        let msg = next_json(&mut ws);
+        if msg["type"] == "chat" {
+            break msg;
+        }
+    };
+    assert_eq!(live_chat["comment"], "bonjour !");
+
+    // A sale from the claim, through the API, announced on the feed.
+    let created = server.request(
+        "POST",
+        "/sales",
+        Some(&json!({"message_id": claim_id, "price": "12.50", "quantity": 2}).to_string()),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let sale = created.json();
+    let sale_id = sale["id"].as_i64().unwrap();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/sales/{sale_id}").as_str())
+    );
+    assert_eq!(sale["item"], "A12");
+    assert_eq!(sale["variant"], "M");
+    assert_eq!(sale["quantity"], 2);
+    assert_eq!(sale["unit_price"], "12.50");
+    assert_eq!(sale["total"], "25.00");
+    assert_eq!(sale["currency"], "EUR");
+    assert_eq!(sale["status"], "pending");
+    assert_eq!(sale["unique_id"], "camille.shop");
+    let announced = loop {
+        let msg = next_json(&mut ws);
+        if msg["type"] == "sale" {
+            break msg;
+        }
+    };
+    assert_eq!(announced["sale"]["id"], sale_id);
+    // The subscribed client got the sale, and no chat line.
+    let mut got = next_json(&mut ws2);
+    while got["type"] == "status" {
+        got = next_json(&mut ws2);
+    }
+    assert_eq!(got["type"], "sale", "{got}");
+
+    // Same rules as the command line: a second sale for the message is a conflict unless forced.
+    let again = server.request(
+        "POST",
+        "/sales",
+        Some(&json!({"message_id": claim_id}).to_string()),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.json()["error"]["code"], "conflict");
+    let unknown = server.request("POST", "/sales", Some(r#"{"message_id": "123"}"#));
+    assert_eq!(unknown.status, 404);
+    let both = server.request(
+        "POST",
+        "/sales",
+        Some(r#"{"message_id": "1", "buyer": "@x"}"#),
+    );
+    assert_eq!(both.status, 400);
+    let bad_price = server.request(
+        "POST",
+        "/sales",
+        Some(&json!({"message_id": claim_id, "price": "douze", "force": true}).to_string()),
+    );
+    assert_eq!(bad_price.status, 400);
+    assert!(
+        bad_price.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("douze")
+    );
+    let manual = server.request(
+        "POST",
+        "/sales",
+        Some(r#"{"buyer": "@lea_b", "item": "B7", "price": 9}"#),
+    );
+    assert_eq!(manual.status, 201, "{}", manual.body);
+    assert_eq!(manual.json()["unit_price"], "9.00");
+
+    let paid = server.request(
+        "PATCH",
+        &format!("/sales/{sale_id}"),
+        Some(r#"{"status": "paid", "note": "virement"}"#),
+    );
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.json()["status"], "paid");
+    assert_eq!(paid.json()["note"], "virement");
+    let sales = server.get("/sales?status=paid").json();
+    assert_eq!(sales["sales"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        server.get("/sales").json()["sales"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let cancelled = server.request("DELETE", &format!("/sales/{}", manual.json()["id"]), None);
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    assert_eq!(
+        server
+            .request("PATCH", "/sales/999", Some(r#"{"status": "paid"}"#))
+            .status,
+        404
+    );
+
+    // Claims in arrival order with their sales, and a buyer's history.
+    let claims = server.wait_for("/claims", "the stored claim", |c| {
+        c["claims"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    assert_eq!(claims["claims"][0]["msg_id"], claim_id.as_str());
+    assert_eq!(claims["claims"][0]["rank"], 1);
+    assert_eq!(claims["claims"][0]["sale_ids"], json!([sale_id]));
+    let buyer = server.get("/buyers/@camille.shop");
+    assert_eq!(buyer.status, 200, "{}", buyer.body);
+    assert_eq!(buyer.json()["claims"].as_array().unwrap().len(), 1);
+    assert_eq!(buyer.json()["lives"][0]["host"], "seller");
+    assert_eq!(server.get("/buyers/@nobody").status, 404);
+
+    // CSV with the export's filters.
+    let csv = server.get("/export/sales.csv");
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", csv.body);
+    assert!(lines[0].starts_with("id,"));
+    let chat_fr = server.get("/export/chat.csv?excel_fr=1");
+    assert!(chat_fr.body.starts_with('\u{feff}'));
+    assert!(chat_fr.body.contains("bonjour !"));
+    assert_eq!(server.get("/export/nope.csv").status, 404);
+    assert_eq!(
+        server.get("/export/chat.csv?since=yesterday-ish").status,
+        400
+    );
+
+    // Errors are JSON with a fitting status.
+    let missing = server.get("/nope");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"]["code"], "not_found");
+    assert_eq!(server.get("/events?tpye=chat").status, 400);
+    assert_eq!(
+        server.request("POST", "/sales", Some("{not json")).status,
+        400
+    );
+    let huge = format!("{{\"note\": \"{}\"}}", "x".repeat(70_000));
+    let refused = server.request("POST", "/sales", Some(&huge));
+    assert_eq!(refused.status, 413, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "payload_too_large");
+
+    // The dashboard is served with a policy that forbids inline scripts.
+    let page = server.get("/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+
+    // SIGTERM: clients are told the server is going away, the store is committed, exit 0.
+    let started = Instant::now();
+    let pid = server.child.id();
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let close = loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(close.unwrap().code, CloseCode::Away);
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.stderr.contains("storing events in"), "{out}");
+
+    let db = rusqlite::Connection::open(default_db(dir.path())).unwrap();
+    let stored: i64 = db
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 5);
+    let ended: Option<i64> = db
+        .query_row("SELECT ended_at FROM lives", [], |r| r.get(0))
+        .unwrap();
+    assert!(ended.is_some());
+    let sales: i64 = db
+        .query_row("SELECT count(*) FROM sales", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sales, 2);
+}
+
+#[test]
+fn connect_and_disconnect_follow_lives_on_demand() {
+    let scenario = live();
+    let mock = Mock::start(scenario.host("ghost", Host::Unknown));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mock, dir.path(), &[]);
+    assert_eq!(server.get("/status").json(), json!({"lives": []}));
+
+    let connected = server.request(
+        "POST",
+        "/connect",
+        Some(r#"{"username": "https://www.tiktok.com/@seller/live"}"#),
+    );
+    assert_eq!(connected.status, 202, "{}", connected.body);
+    assert_eq!(connected.json()["live"]["username"], "seller");
+    wait_connected(&server, 4);
+
+    let ghost = server.request("POST", "/connect", Some(r#"{"username": "ghost"}"#));
+    assert_eq!(ghost.status, 202);
+    let status = server.wait_for("/status", "ghost to fail", |s| {
+        s["lives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["username"] == "ghost" && l["state"] == "disconnected")
+    });
+    let ghost = status["lives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["username"] == "ghost")
+        .unwrap()
+        .clone();
+    assert!(
+        ghost["error"].as_str().unwrap().contains("not found"),
+        "{ghost}"
+    );
+
+    let stopped = server.request("POST", "/disconnect", Some(r#"{"username": "seller"}"#));
+    assert_eq!(stopped.status, 200);
+    assert_eq!(stopped.json()["live"]["state"], "disconnected");
+    assert_eq!(
+        server
+            .request("POST", "/disconnect", Some(r#"{"username": "nobody"}"#))
+            .status,
+        404
+    );
+    assert_eq!(
+        server
+            .request("POST", "/connect", Some(r#"{"username": ""}"#))
+            .status,
+        400
+    );
+    assert_eq!(
+        server
+            .request("POST", "/connect", Some(r#"{"user": "x"}"#))
+            .status,
+        400
+    );
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
+}
+
+#[test]
+fn off_loopback_the_token_is_required() {
+    let scenario = live();
+    let mock = Mock::start(scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, _, _) = serve_command(&mock, dir.path(), &["--bind", "0.0.0.0"]);
+    cmd.env_remove("TIKLIVE_API_TOKEN");
+    let out = run(cmd);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("TIKLIVE_API_TOKEN"), "{out}");
+
+    let token = "s3cret-token-for-tests";
+    let (mut cmd, port, ws_port) = serve_command(&mock, dir.path(), &["--bind", "0.0.0.0"]);
+    cmd.env("TIKLIVE_API_TOKEN", token);
+    let mut server = Server {
+        child: cmd.spawn().unwrap(),
+        api: ([127, 0, 0, 1], port).into(),
+        feed: ([127, 0, 0, 1], ws_port).into(),
+        token: None,
+        tls_root: None,
+    };
+    server.wait_healthy();
+    let refused = server.get("/status");
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json()["error"]["code"], "unauthorized");
+    assert_eq!(
+        server
+            .request("POST", "/connect", Some(r#"{"username": "seller"}"#))
+            .status,
+        401
+    );
+    match server.websocket(server.api, "/ws") {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!(
+            "the feed accepted a client without the token: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let wrong = http_request(
+        server.api,
+        None,
+        "GET",
+        "/status",
+        &[("Authorization".into(), "Bearer nope".into())],
+        None,
+    )
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    let mut ws = server
+        .websocket(server.feed, &format!("/?token={token}"))
+        .unwrap();
+    assert_eq!(next_json(&mut ws)["type"], "status");
+    server.token = Some(token.into());
+    assert_eq!(server.get("/status").status, 200);
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(!out.stderr.contains(token), "the token was logged: {out}");
+}
+
+#[test]
+fn serves_https_with_a_certificate_from_gen_cert() {
+    let scenario = live();
+    let mock = Mock::start(scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let made = run({
+        let mut cmd = tiklive(dir.path());
+        cmd.args(["gen-cert", "--out-dir", "certs"]);
+        cmd
+    });
+    assert_eq!(made.code(), Some(0), "{made}");
+    let (mut cmd, port, ws_port) = serve_command(
+        &mock,
+        dir.path(),
+        &[
+            "--tls-cert",
+            "certs/cert.pem",
+            "--tls-key",
+            "certs/key.pem",
+            "--user",
+            "seller",
+        ],
+    );
+    let mut server = Server {
+        child: cmd.spawn().unwrap(),
+        api: ([127, 0, 0, 1], port).into(),
+        feed: ([127, 0, 0, 1], ws_port).into(),
+        token: None,
+        tls_root: Some(std::fs::read(dir.path().join("certs/cert.pem")).unwrap()),
+    };
+    server.wait_healthy();
+    wait_connected(&server, 4);
+    assert_eq!(
+        server.get("/events?live=seller").json()["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    // Plain HTTP on the TLS port gets nothing useful.
+    let plain = http_request(server.api, None, "GET", "/health", &[], None);
+    assert!(plain.map(|r| r.status != 200).unwrap_or(true));
+    server.tls_root = None;
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
+
+    let (cmd, _, _) = serve_command(
+        &mock,
+        dir.path(),
+        &[
+            "--tls-cert",
+            "certs/cert.pem",
+            "--tls-key",
+            "certs/missing.pem",
+        ],
+    );
+    let out = run(cmd);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("certs/missing.pem"), "{out}");
+}
