@@ -251,6 +251,17 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
     let hostile_line = format!(".chat-line[data-msg-id='{}']", hostile.msg_id);
     browser.wait_for(&hostile_line);
     let claim_arrived = started.elapsed();
+    // The live's counters follow the server's status messages.
+    let seller = "#status .live[data-username='seller']";
+    browser.wait_until(
+        "the claim and the gift counted in the status",
+        &format!(
+            "{}.textContent === '1' && {}.textContent.startsWith('1 · 3')",
+            query(&format!("{seller} [data-field='claims']")),
+            query(&format!("{seller} [data-field='gifts']")),
+        ),
+        WAIT,
+    );
     let seen = browser.eval(&format!(
         "(() => {{
             const claim = {claim}, hostile = {hostile};
@@ -482,6 +493,31 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
         "the sales are stacked under the chat: {layout}"
     );
 
+    // The seller follows another account from the field, and stops following @seller: both through
+    // the API, both shown from the status the server sends back.
+    browser.type_into("#connect-username", "@other.shop");
+    browser.click("#connect-form button[type=submit]");
+    browser.wait_for("#status .live[data-username='other.shop']");
+    assert_eq!(
+        browser.eval(&format!("{}.value", query("#connect-username"))),
+        "",
+        "the field is emptied once the server accepted"
+    );
+    browser.click(&format!("{seller} .live-action[data-action='disconnect']"));
+    let disconnected = browser.wait_for(&format!(
+        "{seller}[data-state='disconnected'] .live-action[data-action='connect']"
+    ));
+    assert_eq!(disconnected, "Connect");
+    assert_eq!(
+        server.get("/status").json()["lives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["username"] == "seller")
+            .map(|l| l["state"].clone()),
+        Some(Value::from("disconnected"))
+    );
+
     assert_eq!(
         browser.dialogs(),
         &[] as &[String],
@@ -498,12 +534,7 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
     );
 
     let out = server.terminate();
-    assert_eq!(
-        out.code(),
-        Some(0),
-        "tiklive serve on SIGTERM
-{out}"
-    );
+    assert_eq!(out.code(), Some(0), "tiklive serve on SIGTERM\n{out}");
     println!(
         "timings: server healthy {server_ready:?}, dashboard synced {dashboard_ready:?}, \
          claim shown {claim_arrived:?}, sale made {sale_made:?}, all done {:?}\n\
