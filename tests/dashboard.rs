@@ -435,15 +435,14 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
     browser.wait_for(&format!("{sale_row}[data-status='confirmed']"));
 
     // The dashboard's WebSocket drops: it reconnects and rebuilds the same chat and sales.
+    let syncs = browser.eval("state.syncs");
     browser.eval("state.ws.close(); 1");
     browser.wait_until(
-        "the dashboard to notice the drop",
-        &format!("{}.dataset.state !== 'live'", query("#conn")),
-        WAIT,
-    );
-    browser.wait_until(
-        "the dashboard to be synced again",
-        &format!("{}.dataset.state === 'live'", query("#conn")),
+        "the dashboard to reconnect and sync again",
+        &format!(
+            "state.syncs > {syncs} && {}.dataset.state === 'live'",
+            query("#conn")
+        ),
         WAIT,
     );
     browser.wait_for(&format!("{sale_row}[data-status='confirmed']"));

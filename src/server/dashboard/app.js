@@ -25,6 +25,8 @@ const state = {
   openedAt: 0,
   /** The server sent its initial messages and `synced`. */
   synced: false,
+  /** How many times the dashboard synced (the first connection and every reconnect). */
+  syncs: 0,
   /** Something arrived on the current WebSocket. */
   received: false,
   /** The server refused the token; nothing reconnects until a new one is given. */
@@ -311,6 +313,10 @@ function onMessage(message) {
     case 'sale':
       if (message.sale) upsertSale(message.sale);
       break;
+    case 'error':
+      // The server refused something this page sent; nothing a seller can act on.
+      console.warn('tiklive serve:', message.error && message.error.message);
+      break;
     default:
       break;
   }
@@ -329,6 +335,7 @@ function finishSync() {
   const events = state.pending.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
   state.pending = [];
   state.synced = true;
+  state.syncs++;
   addEvents(events);
   chat.scrollTop = chat.scrollHeight;
   show($('#chat-jump'), false);
