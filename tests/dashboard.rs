@@ -502,6 +502,18 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
         "",
         "the field is emptied once the server accepted"
     );
+    // An account that does not exist: the server's reason is shown on its card.
+    let other = browser.wait_for(
+        "#status .live[data-username='other.shop'][data-state='disconnected'] .live-error:not([hidden])",
+    );
+    assert!(!other.is_empty(), "no reason shown for @other.shop");
+    let cards = browser
+        .eval("[...document.querySelectorAll('#status .live')].map(l => l.dataset.username)");
+    assert_eq!(
+        cards,
+        serde_json::json!(["seller", "other.shop"]),
+        "a new live goes last"
+    );
     browser.click(&format!("{seller} .live-action[data-action='disconnect']"));
     let disconnected = browser.wait_for(&format!(
         "{seller}[data-state='disconnected'] .live-action[data-action='connect']"
@@ -541,5 +553,123 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
         started.elapsed(),
         desktop.display(),
         phone.display()
+    );
+}
+
+/// A second live room, for the account the seller starts following from the dashboard.
+const SECOND_ROOM_ID: u64 = 7_400_555_000_111_222_333;
+
+/// The chat shows the newest line at the bottom and follows new lines while the seller is at the
+/// bottom; once the seller scrolls up to read, new lines leave the view alone and a button offers to
+/// jump down; and however much arrives, the page keeps only the last 500 lines.
+#[test]
+fn the_chat_follows_new_lines_unless_scrolled_up_and_stays_bounded() {
+    let Some(mut browser) = Browser::launch("dashboard-chat") else {
+        return;
+    };
+    let (fan, buyer) = (fan(), buyer());
+    let mut m = Messages::new(ROOM_ID);
+    let history: Vec<_> = (0..100)
+        .map(|i| m.chat(&fan, &format!("history {i}")))
+        .collect();
+    let live: Vec<_> = (0..5)
+        .map(|i| m.chat(&buyer, &format!("live {i}")))
+        .collect();
+    // The same allocator, so that message ids stay unique across the two rooms, as TikTok's are.
+    m.room_id = SECOND_ROOM_ID;
+    let flood: Vec<_> = (0..450)
+        .map(|i| m.chat(&fan, &format!("flood {i}")))
+        .collect();
+    let mock = Mock::start(
+        Scenario::default()
+            .host("second", Host::Live(SECOND_ROOM_ID))
+            .history(history.clone())
+            .history(Vec::new())
+            .script(vec![
+                Step::WaitRelease,
+                Step::frame(live.clone()),
+                Step::Silence,
+            ])
+            .script(vec![Step::frame(flood.clone()), Step::Silence]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _log) = serve(&mock, dir.path());
+    browser.goto(&format!("http://{}/#token={TOKEN}", server.api));
+
+    let chat_state = "(() => {
+        const chat = document.querySelector('#chat');
+        const lines = chat.querySelectorAll('.chat-line');
+        return {
+            lines: lines.length,
+            first: lines[0] && lines[0].dataset.msgId,
+            last: lines[lines.length - 1] && lines[lines.length - 1].dataset.msgId,
+            at_bottom: chat.scrollHeight - chat.scrollTop - chat.clientHeight < 2,
+            scrolled: chat.scrollHeight > chat.clientHeight,
+            jump: !document.querySelector('#chat-jump').hidden,
+        };
+    })()";
+    let last_is = |id: u64| format!("{chat_state}.last === '{id}'");
+
+    // The synced history: the newest line is at the bottom, in view.
+    browser.wait_until(
+        "the history in the chat",
+        &last_is(history[99].msg_id),
+        WAIT,
+    );
+    let synced = browser.eval(chat_state);
+    assert_eq!(synced["lines"], 100, "{synced}");
+    assert_eq!(
+        synced["scrolled"], true,
+        "the test needs a chat that scrolls"
+    );
+    assert_eq!(synced["at_bottom"], true, "{synced}");
+
+    // Live lines while at the bottom: the chat follows them.
+    mock.release();
+    browser.wait_until("the live lines", &last_is(live[4].msg_id), WAIT);
+    browser.wait_until(
+        "the chat to follow the live lines",
+        &format!("{chat_state}.at_bottom"),
+        WAIT,
+    );
+    assert_eq!(browser.eval(chat_state)["jump"], false);
+
+    // The seller scrolls up, then a second live floods the chat.
+    browser.eval("document.querySelector('#chat').scrollTop = 0; 1");
+    browser.type_into("#connect-username", "second");
+    browser.click("#connect-form button[type=submit]");
+    browser.wait_until("the flood", &last_is(flood[449].msg_id), WAIT);
+    let flooded = browser.eval(chat_state);
+    assert_eq!(flooded["lines"], 500, "the chat keeps 500 lines: {flooded}");
+    // 555 lines came: the 55 oldest went.
+    assert_eq!(
+        flooded["first"],
+        history[55].msg_id.to_string(),
+        "{flooded}"
+    );
+    assert_eq!(
+        flooded["at_bottom"], false,
+        "the view stayed where the seller was: {flooded}"
+    );
+    assert_eq!(
+        flooded["jump"], true,
+        "a button offers the new lines: {flooded}"
+    );
+
+    browser.click("#chat-jump");
+    browser.wait_until(
+        "the chat at the newest line after the jump",
+        &format!("{chat_state}.at_bottom && !{chat_state}.jump"),
+        WAIT,
+    );
+    browser.screenshot("chat");
+    let errors: Vec<&String> = browser
+        .console()
+        .iter()
+        .filter(|l| l.starts_with("uncaught"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "uncaught exceptions in the page: {errors:?}"
     );
 }

@@ -492,7 +492,7 @@ impl Browser {
             .unwrap_or_default();
         let stderr = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
         // Without a session bus Chromium complains about D-Bus on every start: noise, not a clue.
-        let useful: Vec<&String> = stderr.iter().filter(|l| !l.contains("/dbus/")).collect();
+        let useful: Vec<&String> = stderr.iter().filter(|l| !l.contains("dbus/")).collect();
         let tail: Vec<&str> = useful[useful.len().saturating_sub(20)..]
             .iter()
             .map(|l| l.as_str())

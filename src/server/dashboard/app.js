@@ -358,19 +358,17 @@ const IDLE_STATES = new Set(['offline', 'ended', 'disconnected']);
 
 function renderLives() {
   const container = $('#status');
-  const names = [...state.lives.keys()].sort();
   for (const node of [...container.children]) {
     if (!state.lives.has(node.dataset.username)) node.remove();
   }
-  let previous = null;
-  for (const name of names) {
+  // A live keeps its place and a new one goes last, so that nothing moves under the seller's finger.
+  for (const [name, live] of state.lives) {
     let node = container.querySelector(`.live[data-username="${CSS.escape(name)}"]`);
-    if (!node) node = buildLive(name);
-    // Moved only when out of order: a button being clicked must stay where it is.
-    const expected = previous ? previous.nextElementSibling : container.firstElementChild;
-    if (expected !== node) container.insertBefore(node, expected);
-    updateLive(node, state.lives.get(name));
-    previous = node;
+    if (!node) {
+      node = buildLive(name);
+      container.append(node);
+    }
+    updateLive(node, live);
   }
   $('#chat').classList.toggle('multi', state.lives.size > 1);
 }
