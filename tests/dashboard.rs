@@ -656,6 +656,13 @@ fn the_chat_follows_new_lines_unless_scrolled_up_and_stays_bounded() {
         "a button offers the new lines: {flooded}"
     );
 
+    // Two lives: each line says whose it is.
+    let tags = browser.eval(&format!(
+        "['{}', '{}'].map(id => document.querySelector(`.chat-line[data-msg-id='${{id}}'] .live-tag`).textContent)",
+        history[99].msg_id, flood[449].msg_id
+    ));
+    assert_eq!(tags, serde_json::json!(["@seller", "@second"]));
+
     browser.click("#chat-jump");
     browser.wait_until(
         "the chat at the newest line after the jump",

@@ -348,9 +348,16 @@ function finishSync() {
 
 function setLives(lives) {
   state.lives = new Map(lives.map((live) => [live.username, live]));
+  const known = state.rooms;
   state.rooms = new Map(
     lives.filter((live) => live.room_id).map((live) => [String(live.room_id), live.username]),
   );
+  for (const [room, username] of state.rooms) {
+    if (known.get(room) === username) continue;
+    for (const tag of document.querySelectorAll(`.chat-line[data-room-id="${CSS.escape(room)}"] .live-tag`)) {
+      setText(tag, '@' + username);
+    }
+  }
   renderLives();
 }
 
@@ -570,8 +577,9 @@ function avatar(user) {
 function meta(event) {
   const time = el('time', null, formatTime(event.ts));
   if (event.ts) time.dateTime = event.ts;
+  // Filled in later when the event comes before the status that names its room.
   const live = state.rooms.get(String(event.room_id));
-  return el('span', 'meta', time, live ? el('span', 'live-tag', '@' + live) : null);
+  return el('span', 'meta', time, el('span', 'live-tag', live ? '@' + live : ''));
 }
 
 function claimText(claim) {
