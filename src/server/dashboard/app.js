@@ -42,8 +42,6 @@ const state = {
   streaks: new Map(), // gift streak key -> chat line element
   sales: new Map(), // id -> Sale
   saleElements: new Map(), // id -> list item
-  /** The claim the sale form was opened for. */
-  formEvent: null,
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -414,12 +412,12 @@ function updateLive(node, live) {
   badge.dataset.state = live.state;
   const attempts = live.state === 'reconnecting' && live.reconnect_attempts ? ` (${live.reconnect_attempts})` : '';
   setText(badge, live.state + attempts);
-  const field = (name) => node.querySelector(`[data-field="${name}"]`);
-  setText(field('viewer_count'), formatCount(live.viewer_count));
-  setText(field('total_likes'), formatCount(live.total_likes));
+  const cell = (name) => node.querySelector(`[data-field="${name}"]`);
+  setText(cell('viewer_count'), formatCount(live.viewer_count));
+  setText(cell('total_likes'), formatCount(live.total_likes));
   const diamonds = live.gift_diamonds ? ` · ${formatCount(live.gift_diamonds)} 💎` : '';
-  setText(field('gifts'), formatCount(live.gifts) + diamonds);
-  setText(field('claims'), formatCount(live.claims));
+  setText(cell('gifts'), formatCount(live.gifts) + diamonds);
+  setText(cell('claims'), formatCount(live.claims));
   const error = node.querySelector('.live-error');
   setText(error, live.error || '');
   show(error, Boolean(live.error));
@@ -679,7 +677,6 @@ function lastPrice(item) {
 function openSaleForm(event) {
   const form = $('#sale-form');
   const claim = event.claim;
-  state.formEvent = event;
   field(form, 'message_id').value = event.msg_id;
   field(form, 'item').value = claim.item || '';
   field(form, 'variant').value = claim.variant || '';
@@ -698,7 +695,6 @@ function openSaleForm(event) {
 }
 
 function closeSaleForm() {
-  state.formEvent = null;
   const dialog = $('#sale-dialog');
   if (dialog.open) dialog.close();
 }
@@ -933,9 +929,6 @@ function start() {
   });
   $('#sale-force').addEventListener('click', () => submitSale(true));
   $('#sale-cancel').addEventListener('click', closeSaleForm);
-  $('#sale-dialog').addEventListener('close', () => {
-    state.formEvent = null;
-  });
   $('#sales').addEventListener('click', onSaleAction);
   $('#sales-filter').addEventListener('change', renderSales);
   window.addEventListener('online', reconnectNow);
