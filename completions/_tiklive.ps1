@@ -35,6 +35,8 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard')
             [CompletionResult]::new('gen-cert', 'gen-cert', [CompletionResultType]::ParameterValue, 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write stored history as CSV (RFC 4180, UTF-8, header first)')
+            [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Log in with a TikTok account (Login Kit, desktop flow); list (--status) or refresh the accounts')
+            [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Revoke an account''s authorisation at TikTok and delete its tokens from the database')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -294,6 +296,50 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'tiklive;login' {
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port of the callback server, replacing the redirect URI''s (register the URI with this port or *)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long to wait for the browser to come back')
+            [CompletionResult]::new('--scopes', '--scopes', [CompletionResultType]::ParameterName, 'Scopes to ask for, comma-separated')
+            [CompletionResult]::new('--redirect-uri', '--redirect-uri', [CompletionResultType]::ParameterName, 'The redirect URI registered for the app: http on 127.0.0.1, localhost or [::1], with a port')
+            [CompletionResult]::new('--client-key', '--client-key', [CompletionResultType]::ParameterName, 'The app''s Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only)')
+            [CompletionResult]::new('--auth-url', '--auth-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s authorize page (`/v2/auth/authorize/` is appended)')
+            [CompletionResult]::new('--open-api-url', '--open-api-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended)')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Timeout of each request to TikTok')
+            [CompletionResult]::new('--refresh-before', '--refresh-before', [CompletionResultType]::ParameterName, 'Refresh an access token that expires within this time before using it')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'List the logged-in accounts (handle, nickname, open id, scopes, expiry; no secret)')
+            [CompletionResult]::new('--refresh', '--refresh', [CompletionResultType]::ParameterName, 'Refresh the account''s tokens now')
+            [CompletionResult]::new('--no-browser', '--no-browser', [CompletionResultType]::ParameterName, 'Print the authorize URL only; do not open a browser (always so without a display)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (one object per account) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tiklive;logout' {
+            [CompletionResult]::new('--client-key', '--client-key', [CompletionResultType]::ParameterName, 'The app''s Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only)')
+            [CompletionResult]::new('--auth-url', '--auth-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s authorize page (`/v2/auth/authorize/` is appended)')
+            [CompletionResult]::new('--open-api-url', '--open-api-url', [CompletionResultType]::ParameterName, 'Base URL of TikTok''s Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended)')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Timeout of each request to TikTok')
+            [CompletionResult]::new('--refresh-before', '--refresh-before', [CompletionResultType]::ParameterName, 'Refresh an access token that expires within this time before using it')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)')
+            [CompletionResult]::new('--local-only', '--local-only', [CompletionResultType]::ParameterName, 'Only delete the tokens here; do not revoke them at TikTok (e.g. offline)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'tiklive;help' {
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Connect to a live and print every event to stdout as NDJSON, one object per line')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Print the events of a recording made with `watch --record`, exactly as watch printed them')
@@ -301,6 +347,8 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard')
             [CompletionResult]::new('gen-cert', 'gen-cert', [CompletionResultType]::ParameterValue, 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write stored history as CSV (RFC 4180, UTF-8, header first)')
+            [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Log in with a TikTok account (Login Kit, desktop flow); list (--status) or refresh the accounts')
+            [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Revoke an account''s authorisation at TikTok and delete its tokens from the database')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -336,6 +384,12 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             break
         }
         'tiklive;help;export' {
+            break
+        }
+        'tiklive;help;login' {
+            break
+        }
+        'tiklive;help;logout' {
             break
         }
         'tiklive;help;help' {

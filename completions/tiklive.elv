@@ -32,6 +32,8 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand serve 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
             cand gen-cert 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
             cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
+            cand login 'Log in with a TikTok account (Login Kit, desktop flow); list (--status) or refresh the accounts'
+            cand logout 'Revoke an account''s authorisation at TikTok and delete its tokens from the database'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tiklive;watch'= {
@@ -274,6 +276,48 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tiklive;login'= {
+            cand --port 'Port of the callback server, replacing the redirect URI''s (register the URI with this port or *)'
+            cand --timeout 'How long to wait for the browser to come back'
+            cand --scopes 'Scopes to ask for, comma-separated'
+            cand --redirect-uri 'The redirect URI registered for the app: http on 127.0.0.1, localhost or [::1], with a port'
+            cand --client-key 'The app''s Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only)'
+            cand --auth-url 'Base URL of TikTok''s authorize page (`/v2/auth/authorize/` is appended)'
+            cand --open-api-url 'Base URL of TikTok''s Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended)'
+            cand --http-timeout 'Timeout of each request to TikTok'
+            cand --refresh-before 'Refresh an access token that expires within this time before using it'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --status 'List the logged-in accounts (handle, nickname, open id, scopes, expiry; no secret)'
+            cand --refresh 'Refresh the account''s tokens now'
+            cand --no-browser 'Print the authorize URL only; do not open a browser (always so without a display)'
+            cand --json 'Print JSON (one object per account) instead of text'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tiklive;logout'= {
+            cand --client-key 'The app''s Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only)'
+            cand --auth-url 'Base URL of TikTok''s authorize page (`/v2/auth/authorize/` is appended)'
+            cand --open-api-url 'Base URL of TikTok''s Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended)'
+            cand --http-timeout 'Timeout of each request to TikTok'
+            cand --refresh-before 'Refresh an access token that expires within this time before using it'
+            cand --db 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)'
+            cand --local-only 'Only delete the tokens here; do not revoke them at TikTok (e.g. offline)'
+            cand --json 'Print one JSON object instead of text'
+            cand -q 'Print only errors on stderr'
+            cand --quiet 'Print only errors on stderr'
+            cand -v 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand --verbose 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tiklive;help'= {
             cand watch 'Connect to a live and print every event to stdout as NDJSON, one object per line'
             cand replay 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
@@ -281,6 +325,8 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand serve 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
             cand gen-cert 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
             cand export 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
+            cand login 'Log in with a TikTok account (Login Kit, desktop flow); list (--status) or refresh the accounts'
+            cand logout 'Revoke an account''s authorisation at TikTok and delete its tokens from the database'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tiklive;help;watch'= {
@@ -306,6 +352,10 @@ set edit:completion:arg-completer[tiklive] = {|@words|
         &'tiklive;help;gen-cert'= {
         }
         &'tiklive;help;export'= {
+        }
+        &'tiklive;help;login'= {
+        }
+        &'tiklive;help;logout'= {
         }
         &'tiklive;help;help'= {
         }

@@ -34,6 +34,8 @@ complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "sale" -d 'Create, l
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "serve" -d 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
+complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "login" -d 'Log in with a TikTok account (Login Kit, desktop flow); list (--status) or refresh the accounts'
+complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "logout" -d 'Revoke an account\'s authorisation at TikTok and delete its tokens from the database'
 complete -c tiklive -n "__fish_tiklive_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tiklive -n "__fish_tiklive_using_subcommand watch" -l record -d 'Append every raw push frame received to FILE (4-byte big-endian length, then the frame)' -r -F
 complete -c tiklive -n "__fish_tiklive_using_subcommand watch" -l filter -d 'Print only these event types (comma-separated), e.g. `chat,gift`' -r
@@ -208,13 +210,45 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s q -l quiet -d
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s v -l verbose -d 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tiklive -n "__fish_tiklive_using_subcommand export" -s V -l version -d 'Print version'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "serve" -d 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
-complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l port -d 'Port of the callback server, replacing the redirect URI\'s (register the URI with this port or *)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l timeout -d 'How long to wait for the browser to come back' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l scopes -d 'Scopes to ask for, comma-separated' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l redirect-uri -d 'The redirect URI registered for the app: http on 127.0.0.1, localhost or [::1], with a port' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l client-key -d 'The app\'s Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l auth-url -d 'Base URL of TikTok\'s authorize page (`/v2/auth/authorize/` is appended)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l open-api-url -d 'Base URL of TikTok\'s Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l http-timeout -d 'Timeout of each request to TikTok' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l refresh-before -d 'Refresh an access token that expires within this time before using it' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l db -d 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l status -d 'List the logged-in accounts (handle, nickname, open id, scopes, expiry; no secret)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l refresh -d 'Refresh the account\'s tokens now'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l no-browser -d 'Print the authorize URL only; do not open a browser (always so without a display)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -l json -d 'Print JSON (one object per account) instead of text'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -s q -l quiet -d 'Print only errors on stderr'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -s v -l verbose -d 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tiklive -n "__fish_tiklive_using_subcommand login" -s V -l version -d 'Print version'
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l client-key -d 'The app\'s Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l auth-url -d 'Base URL of TikTok\'s authorize page (`/v2/auth/authorize/` is appended)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l open-api-url -d 'Base URL of TikTok\'s Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l http-timeout -d 'Timeout of each request to TikTok' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l refresh-before -d 'Refresh an access token that expires within this time before using it' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l db -d 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)' -r -F
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l local-only -d 'Only delete the tokens here; do not revoke them at TikTok (e.g. offline)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -l json -d 'Print one JSON object instead of text'
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -s q -l quiet -d 'Print only errors on stderr'
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -s v -l verbose -d 'More detail on stderr (-v debug, -vv trace). TIKLIVE_LOG takes a full filter instead'
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -s h -l help -d 'Print help'
+complete -c tiklive -n "__fish_tiklive_using_subcommand logout" -s V -l version -d 'Print version'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "watch" -d 'Connect to a live and print every event to stdout as NDJSON, one object per line'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "replay" -d 'Print the events of a recording made with `watch --record`, exactly as watch printed them'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "sale" -d 'Create, list, update and cancel sales made from chat claims'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "serve" -d 'Follow lives, store everything, and serve an HTTP API, a WebSocket feed and the dashboard'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "gen-cert" -d 'Make a self-signed certificate (cert.pem, key.pem) for local HTTPS with `serve`'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "export" -d 'Write stored history as CSV (RFC 4180, UTF-8, header first)'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "login" -d 'Log in with a TikTok account (Login Kit, desktop flow); list (--status) or refresh the accounts'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "logout" -d 'Revoke an account\'s authorisation at TikTok and delete its tokens from the database'
+complete -c tiklive -n "__fish_tiklive_using_subcommand help; and not __fish_seen_subcommand_from watch replay sale serve gen-cert export login logout help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "create" -d 'Create a sale from a chat message (usually a claim), or a manual sale for a buyer'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "list" -d 'List sales, oldest first'
 complete -c tiklive -n "__fish_tiklive_using_subcommand help; and __fish_seen_subcommand_from sale" -f -a "update" -d 'Change a sale\'s status, price, quantity or note'

@@ -18,6 +18,8 @@ Exit codes:
   5    network failure after all retries
   6    the database cannot be opened (unreadable, another application's, or newer than tiklive)
   7    the sale or message does not exist, or a sale already exists for that message
+  8    a TikTok login failed or must be done again (consent refused, wrong state, code or
+       refresh token refused by TikTok, no callback in time)
   130  interrupted (Ctrl-C); 143 on SIGTERM";
 
 const NDJSON_SCHEMA: &str = "\
@@ -101,6 +103,27 @@ pub enum Command {
     /// Write stored history as CSV (RFC 4180, UTF-8, header first).
     #[command(after_help = EXIT_CODES, after_long_help = EXPORT_HELP)]
     Export(ExportArgs),
+    /// Log in with a TikTok account (Login Kit, desktop flow); list (--status) or refresh the accounts.
+    #[command(after_help = EXIT_CODES, after_long_help = login_help())]
+    Login(LoginArgs),
+    /// Revoke an account's authorisation at TikTok and delete its tokens from the database.
+    #[command(after_help = EXIT_CODES)]
+    Logout(LogoutArgs),
+}
+
+const LOGIN_HELP: &str = "\
+Setup: create an app on developers.tiktok.com with Login Kit for Desktop, register a redirect URI
+on the loopback address with a port, e.g. http://127.0.0.1:3455/callback/ (or
+http://127.0.0.1:*/callback/ for any port), and set in .env or the environment:
+  TIKTOK_CLIENT_KEY      the app's Client key
+  TIKTOK_CLIENT_SECRET   the app's Client secret (read from the environment only, never a flag)
+  TIKTOK_REDIRECT_URI    the redirect URI exactly as registered
+`tiklive login` then prints the authorize URL on stderr (on a line of its own) and opens it in the
+browser when there is a display; TikTok sends the browser back to the redirect URI, where tiklive
+waits. Tokens are stored in the database (mode 0600) and never printed.";
+
+fn login_help() -> String {
+    format!("{LOGIN_HELP}\n\n{EXIT_CODES}")
 }
 
 fn concat_help() -> String {
@@ -276,6 +299,118 @@ pub struct GenCertArgs {
     /// Print one JSON object instead of lines of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The account for --refresh or --status: `@handle`, handle or open id (default: the only one).
+    #[arg(value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
+    /// List the logged-in accounts (handle, nickname, open id, scopes, expiry; no secret).
+    #[arg(long, conflicts_with_all = ["refresh", "no_browser", "port", "timeout"])]
+    pub status: bool,
+
+    /// Refresh the account's tokens now.
+    #[arg(long, conflicts_with_all = ["no_browser", "port", "timeout"])]
+    pub refresh: bool,
+
+    /// Print the authorize URL only; do not open a browser (always so without a display).
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Port of the callback server, replacing the redirect URI's (register the URI with this port or *).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// How long to wait for the browser to come back.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Scopes to ask for, comma-separated.
+    #[arg(
+        long,
+        value_name = "SCOPES",
+        env = "TIKLIVE_SCOPES",
+        default_value = crate::oauth::DEFAULT_SCOPES
+    )]
+    pub scopes: String,
+
+    /// The redirect URI registered for the app: http on 127.0.0.1, localhost or [::1], with a port.
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "TIKTOK_REDIRECT_URI",
+        default_value = crate::oauth::DEFAULT_REDIRECT_URI
+    )]
+    pub redirect_uri: String,
+
+    /// Print JSON (one object per account) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The account: `@handle`, handle or open id (default: the only one).
+    #[arg(value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
+    /// Only delete the tokens here; do not revoke them at TikTok (e.g. offline).
+    #[arg(long)]
+    pub local_only: bool,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
+}
+
+/// The TikTok app and where TikTok is, shared by `login` and `logout`.
+#[derive(Debug, Args)]
+pub struct OAuthArgs {
+    /// The app's Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "TIKTOK_CLIENT_KEY",
+        hide_env_values = true
+    )]
+    pub client_key: Option<String>,
+
+    /// Base URL of TikTok's authorize page (`/v2/auth/authorize/` is appended).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TIKLIVE_AUTH_URL",
+        default_value = crate::oauth::DEFAULT_AUTH_URL
+    )]
+    pub auth_url: String,
+
+    /// Base URL of TikTok's Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TIKLIVE_OPEN_API_URL",
+        default_value = crate::oauth::DEFAULT_OPEN_API_URL
+    )]
+    pub open_api_url: String,
+
+    /// Timeout of each request to TikTok.
+    #[arg(long, value_name = "DURATION", env = "TIKLIVE_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_timeout: Duration,
+
+    /// Refresh an access token that expires within this time before using it.
+    #[arg(long, value_name = "DURATION", env = "TIKLIVE_REFRESH_BEFORE", default_value = "5m", value_parser = parse_duration)]
+    pub refresh_before: Duration,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// The database file, shared by every command that reads or writes it.

@@ -18,6 +18,9 @@ pub enum Exit {
     Network = 5,
     Database = 6,
     NotFound = 7,
+    /// A TikTok login failed or must be done again (consent refused, wrong state, a code or refresh
+    /// token TikTok refused, no callback in time).
+    Auth = 8,
     Interrupted = 130,
     Terminated = 143,
 }
@@ -33,6 +36,11 @@ pub struct UsageError(pub String);
 #[error("{0}")]
 pub struct NotFoundError(pub String);
 
+/// Ctrl-C ended a command that waits (exit 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
 /// Picks the exit code for an error from the first typed error in its chain.
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
@@ -40,13 +48,10 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
             return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
-            return match e {
-                StoreError::Create { .. }
-                | StoreError::Open { .. }
-                | StoreError::TooNew { .. }
-                | StoreError::NotTiklive { .. } => Exit::Database,
-                StoreError::Sqlite(_) | StoreError::WriterGone(_) => Exit::Failure,
-            };
+            return store_exit(e);
+        }
+        if let Some(e) = cause.downcast_ref::<crate::oauth::OAuthError>() {
+            return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<crate::certs::CertError>() {
             return match e {
@@ -55,6 +60,9 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
                 }
                 _ => Exit::Failure,
             };
+        }
+        if cause.is::<Interrupted>() {
+            return Exit::Interrupted;
         }
         if cause.is::<NotFoundError>() {
             return Exit::NotFound;
@@ -70,6 +78,17 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
         }
     }
     Exit::Failure
+}
+
+/// The exit code of a database error.
+pub fn store_exit(err: &StoreError) -> Exit {
+    match err {
+        StoreError::Create { .. }
+        | StoreError::Open { .. }
+        | StoreError::TooNew { .. }
+        | StoreError::NotTiklive { .. } => Exit::Database,
+        StoreError::Sqlite(_) | StoreError::WriterGone(_) => Exit::Failure,
+    }
 }
 
 /// True when an I/O error means our reader went away (`| head -1`): a normal end, not a failure.

@@ -1,5 +1,5 @@
 //! tiklive's core, shared by every subcommand: the webcast protocol, typed events, claim parsing, the
-//! live client and the replay pipeline. Nothing here knows about argv; `cli` and `commands` do.
+//! live client, the replay pipeline and TikTok Login Kit (`oauth`). Nothing here knows about argv; `cli` and `commands` do.
 
 pub mod certs;
 pub mod claims;
@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod money;
+pub mod oauth;
 pub mod orders;
 pub mod pipeline;
 pub mod protocol;

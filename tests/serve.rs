@@ -289,8 +289,41 @@ fn connect_and_disconnect_follow_lives_on_demand() {
     let scenario = live();
     let mock = Mock::start(scenario.host("ghost", Host::Unknown));
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&mock, dir.path(), &[]);
+    let server = Server::start(
+        &mock,
+        dir.path(),
+        &[
+            "--log-file",
+            "logs/serve.log",
+            "--cors-origin",
+            "https://shop.example",
+        ],
+    );
     assert_eq!(server.get("/status").json(), json!({"lives": []}));
+    // Browsers of the named origin may call the API; others get no CORS grant.
+    let preflight = |origin: &str| {
+        let headers = [
+            ("Origin".to_owned(), origin.to_owned()),
+            (
+                "Access-Control-Request-Method".to_owned(),
+                "POST".to_owned(),
+            ),
+            (
+                "Access-Control-Request-Headers".to_owned(),
+                "content-type".to_owned(),
+            ),
+        ];
+        http_request(server.api, None, "OPTIONS", "/sales", &headers, None).unwrap()
+    };
+    let allowed = preflight("https://shop.example");
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let other = preflight("https://evil.example");
+    assert_eq!(other.status, 403, "{}", other.body);
+    assert!(other.header("access-control-allow-origin").is_none());
 
     let connected = server.request(
         "POST",
@@ -345,6 +378,21 @@ fn connect_and_disconnect_follow_lives_on_demand() {
     );
     let out = server.terminate();
     assert_eq!(out.code(), Some(0), "{out}");
+    // --log-file: the same lines as stderr, in a file named after the day, without colours.
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("serve.log.20"), "{name}");
+    let logged = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(
+        logged.contains("dashboard and API on http://127.0.0.1:"),
+        "{logged}"
+    );
+    assert!(logged.contains("shutting down"), "{logged}");
+    assert!(!logged.contains('\u{1b}'));
 }
 
 #[test]
@@ -467,4 +515,46 @@ fn serves_https_with_a_certificate_from_gen_cert() {
     let out = run(cmd);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("certs/missing.pem"), "{out}");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_with_a_reason() {
+    let mut m = Messages::new(ROOM_ID);
+    let fan = fan();
+    let padding = "x".repeat(300);
+    let mut script = vec![Step::WaitRelease];
+    for frame in 0..200 {
+        let chats = (0..100)
+            .map(|i| m.chat(&fan, &format!("{frame}/{i} {padding}")))
+            .collect();
+        script.push(Step::frame(chats));
+    }
+    script.push(Step::Silence);
+    let mock = Mock::start(Scenario::default().script(script));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mock, dir.path(), &["--user", "seller"]);
+    wait_connected(&server, 0);
+    let mut slow = server.websocket(server.feed, "/").unwrap();
+    assert_eq!(next_json(&mut slow)["type"], "status");
+    // 20,000 events of ~600 bytes: far more than the socket buffers and the feed's backlog hold.
+    mock.release();
+    server.wait_for("/status", "every event", |s| {
+        s["lives"][0]["events"].as_u64() >= Some(20_000)
+    });
+    let started = Instant::now();
+    server.wait_for("/health", "the slow client to be dropped", |h| {
+        h["clients"] == 0
+    });
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let close = loop {
+        match slow.read() {
+            Ok(Message::Close(frame)) => break frame.expect("a close frame with a reason"),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::Again);
+    assert!(close.reason.contains("too slow"), "{close:?}");
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
 }

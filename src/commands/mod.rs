@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod gen_cert;
+pub mod login;
 pub mod replay;
 pub mod sale;
 pub mod serve;
@@ -27,6 +28,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Export(args) => export::run(args, cli.quiet),
         Command::GenCert(args) => gen_cert::run(&args),
         Command::Serve(args) => serve::run(*args),
+        Command::Login(args) => login::run_login(args),
+        Command::Logout(args) => login::run_logout(args),
     }
 }
 
@@ -73,14 +76,7 @@ pub(crate) fn finish_store<W: std::io::Write>(emitter: &mut Emitter<W>) -> anyho
     match emitter.finish_store() {
         None => Ok(()),
         Some(Ok(stats)) => {
-            tracing::info!(
-                stored = stats.events,
-                already_stored = stats.duplicates,
-                claims = stats.claims,
-                auto_sales = stats.auto_sales,
-                without_id = stats.skipped,
-                "database up to date"
-            );
+            stats.log();
             Ok(())
         }
         Some(Err(err)) => Err(anyhow::Error::new(err).context(

@@ -14,7 +14,8 @@ use crate::webcast::normalise_username;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     let mut users = Vec::new();
-    for user in &args.users {
+    // An empty TIKTOK_USERNAME (a copied .env.example) names nobody.
+    for user in args.users.iter().filter(|u| !u.trim().is_empty()) {
         let name = normalise_username(user);
         if name.is_empty() {
             return Err(UsageError(format!("{user:?} is not a TikTok username")).into());

@@ -166,27 +166,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Decodes `%XX` escapes and `+` of a query value; invalid escapes stay as they are.
 pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::oauth::flow::form_decode(text)
 }
 
 fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
@@ -339,6 +319,14 @@ struct UpdateSaleBody {
     price: Option<Value>,
     currency: Option<String>,
     note: Option<String>,
+}
+
+fn status_of(text: &str) -> Result<SaleStatus, ApiError> {
+    SaleStatus::from_sql(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown status {text:?}: use pending, confirmed, paid or cancelled"
+        ))
+    })
 }
 
 fn quantity_ok(quantity: Option<u32>) -> Result<Option<u32>, ApiError> {
@@ -684,14 +672,7 @@ fn events_response(lines: &[&str]) -> Response {
 
 async fn list_sales(query: String, state: Arc<AppState>) -> Result<Response, ApiError> {
     let query = Query::parse(&query, &["live", "buyer", "status", "since"])?;
-    let status = match query.text("status") {
-        Some(s) => Some(SaleStatus::from_sql(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown status {s:?}: use pending, confirmed, paid or cancelled"
-            ))
-        })?),
-        None => None,
-    };
+    let status = query.text("status").map(status_of).transpose()?;
     let filter = SaleFilter {
         live: query.number("live")?,
         buyer: query.text("buyer").map(str::to_owned),
@@ -764,14 +745,7 @@ async fn update_sale(
     state: Arc<AppState>,
 ) -> Result<Response, ApiError> {
     let currency = currency_or(&body.currency, &state.currency)?;
-    let status = match &body.status {
-        Some(s) => Some(SaleStatus::from_sql(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown status {s:?}: use pending, confirmed, paid or cancelled"
-            ))
-        })?),
-        None => None,
-    };
+    let status = body.status.as_deref().map(status_of).transpose()?;
     let changes = SaleChanges {
         status,
         item: body.item,

@@ -202,14 +202,7 @@ pub async fn serve(
 fn finish_writer(writer: Arc<StoreWriter>) -> anyhow::Result<()> {
     match Arc::try_unwrap(writer) {
         Ok(writer) => {
-            let stats = writer.finish()?;
-            tracing::info!(
-                stored = stats.events,
-                already_stored = stats.duplicates,
-                claims = stats.claims,
-                auto_sales = stats.auto_sales,
-                "database up to date"
-            );
+            writer.finish()?.log();
             Ok(())
         }
         Err(writer) => {

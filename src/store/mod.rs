@@ -373,6 +373,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "accounts",
                 "buyers",
                 "claims",
                 "events",

@@ -146,6 +146,40 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL
     );
     "#,
+    // 3: TikTok accounts logged in with Login Kit (`tiklive login`), with their OAuth tokens. The tokens
+    // are why the database and its -wal/-shm files are created 0600.
+    r#"
+    -- One row per TikTok account, keyed on the app-scoped `open_id`. Times are Unix milliseconds. The
+    -- creator_* columns and the three *_disabled flags cache the last creator info (posting must ask
+    -- TikTok again); privacy_level_options is a JSON array. `refresh_lease_until` is set while one
+    -- process refreshes the tokens, so that two processes never spend the same refresh token.
+    CREATE TABLE accounts (
+        open_id                      TEXT    PRIMARY KEY,
+        union_id                     TEXT,
+        username                     TEXT,
+        display_name                 TEXT,
+        avatar_url                   TEXT,
+        scopes                       TEXT    NOT NULL,
+        access_token                 TEXT    NOT NULL,
+        access_expires_at            INTEGER NOT NULL,
+        refresh_token                TEXT    NOT NULL,
+        refresh_expires_at           INTEGER NOT NULL,
+        refreshed_at                 INTEGER NOT NULL,
+        refresh_lease_until          INTEGER,
+        creator_avatar_url           TEXT,
+        creator_username             TEXT,
+        creator_nickname             TEXT,
+        privacy_level_options        TEXT,
+        comment_disabled             INTEGER,
+        duet_disabled                INTEGER,
+        stitch_disabled              INTEGER,
+        max_video_post_duration_sec  INTEGER,
+        creator_info_at              INTEGER,
+        created_at                   INTEGER NOT NULL,
+        updated_at                   INTEGER NOT NULL
+    );
+    CREATE INDEX accounts_username ON accounts (username);
+    "#,
 ];
 
 fn user_version(conn: &Connection) -> rusqlite::Result<u32> {

@@ -87,6 +87,20 @@ pub struct WriterStats {
     pub producer_waits: u64,
 }
 
+impl WriterStats {
+    /// The end-of-run log line of a command that stored events.
+    pub fn log(&self) {
+        tracing::info!(
+            stored = self.events,
+            already_stored = self.duplicates,
+            claims = self.claims,
+            auto_sales = self.auto_sales,
+            without_id = self.skipped,
+            "database up to date"
+        );
+    }
+}
+
 /// An event turned into what the database stores, built on the caller's thread (in `replay`, on every
 /// decoding thread) from the NDJSON line already written for it; see [`StoreWriter::send_prepared`].
 #[derive(Debug, Clone, PartialEq)]

@@ -274,7 +274,7 @@ pub(super) fn cookie_header(cookies: &[(String, String)]) -> String {
 }
 
 /// reqwest's errors quote the URL, which carries our whole query string; keep messages short.
-pub(super) fn without_url(err: reqwest::Error) -> String {
+pub(crate) fn without_url(err: reqwest::Error) -> String {
     let err = err.without_url();
     let mut detail = if err.is_timeout() {
         format!("timed out ({err})")

@@ -1,14 +1,16 @@
 //! Test support shared by the integration tests: loopback mocks of TikTok and the signing service
-//! (`mock`), webcast messages to push through them (`messages`), and helpers that run the real
-//! `tiklive` binary in a temp dir with a clean environment and a hard time limit.
+//! (`mock`) and of TikTok's Login Kit (`oauth`), webcast messages to push through them (`messages`),
+//! and helpers that run the real `tiklive` binary in a temp dir with a clean environment and a hard
+//! time limit.
 // Each test binary uses only part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod api;
 pub mod browser;
 pub mod http;
 pub mod messages;
 pub mod mock;
+pub mod oauth;
 
 use std::io::Read;
 use std::path::Path;
