@@ -48,9 +48,21 @@ pub fn output_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// The Chromium process, killed when dropped: from the moment it is spawned, so that a launch that
+/// fails half-way leaves no browser behind.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running headless Chromium with one page open. Dropping it kills the browser.
 pub struct Browser {
-    child: Child,
+    // Dropped first: the browser dies before its profile directory is removed.
+    child: Process,
     runtime: Runtime,
     socket: Socket,
     /// The DevTools session of the page.
@@ -62,7 +74,6 @@ pub struct Browser {
     /// Uncaught exceptions and console output of the page, in order.
     console: Vec<String>,
     stderr: Arc<Mutex<Vec<String>>>,
-    // Dropped after the browser is killed (Drop runs before the fields are dropped).
     _profile: tempfile::TempDir,
 }
 
@@ -89,37 +100,39 @@ impl Browser {
 
     fn launch_binary(binary: &Path, test: &str) -> Browser {
         let profile = tempfile::tempdir().expect("a temp dir for the Chromium profile");
-        let mut child = Command::new(binary)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--mute-audio",
-                "--window-size=1280,900",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut child = Process(
+            Command::new(binary)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-extensions",
+                    "--mute-audio",
+                    "--window-size=1280,900",
+                    "--remote-debugging-port=0",
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .arg("about:blank")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display())),
+        );
 
         // Chromium announces its DevTools address on stderr; the reader keeps draining stderr (so the
         // browser never blocks on a full pipe) and keeps the last lines for failure messages.
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         {
-            let pipe = child.stderr.take().expect("stderr is piped");
+            let pipe = child.0.stderr.take().expect("stderr is piped");
             let stderr = stderr.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -137,8 +150,7 @@ impl Browser {
         let url = match rx.recv_timeout(LAUNCH_LIMIT) {
             Ok(url) => url,
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                drop(child);
                 let lines = stderr.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
                 panic!(
                     "Chromium printed no DevTools address within {LAUNCH_LIMIT:?}\n\
@@ -504,13 +516,6 @@ impl Browser {
             self.dialogs.join("\n"),
             tail.join("\n"),
         )
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
