@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod browser;
 pub mod http;
 pub mod messages;
 pub mod mock;
