@@ -497,10 +497,11 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
     browser.type_into("#connect-username", "@other.shop");
     browser.click("#connect-form button[type=submit]");
     browser.wait_for("#status .live[data-username='other.shop']");
-    assert_eq!(
-        browser.eval(&format!("{}.value", query("#connect-username"))),
-        "",
-        "the field is emptied once the server accepted"
+    // The card can come from the feed's status before the POST's answer empties the field.
+    browser.wait_until(
+        "the field to be emptied once the server accepted",
+        &format!("{}.value === ''", query("#connect-username")),
+        Duration::from_secs(10),
     );
     // An account that does not exist: the server's reason is shown on its card.
     let other = browser.wait_for(
