@@ -163,6 +163,11 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l log-file -d 'A
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l claim-pattern -d 'Regular expression that replaces the claim keyword (default: JP, j\'prends, je prends…)' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l commit-interval -d 'Commit stored events at least this often' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l commit-events -d 'Commit at most this many events in one transaction' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l redirect-uri -d 'The redirect URI of the dashboard\'s "Connect TikTok" flow, exactly as registered for the app: this server\'s /callback/ or /webhook/ URL (default: http(s)://localhost:PORT/callback/)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l scopes -d 'Scopes the dashboard\'s "Connect TikTok" asks for, comma-separated' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l client-key -d 'The app\'s Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l auth-url -d 'Base URL of TikTok\'s authorize page (`/v2/auth/authorize/` is appended)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l open-api-url -d 'Base URL of TikTok\'s Open API (`/v2/oauth/token/`, `/v2/user/info/`… are appended)' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l db -d 'The database (default: $XDG_DATA_HOME/tiklive/tiklive.db, else ~/.local/share/tiklive/tiklive.db)' -r -F
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l price-list -d 'CSV of item code to unit price (`item,price[,currency]`, header optional), for --auto-sale' -r -F
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l currency -d 'ISO 4217 currency of prices given without one' -r

@@ -187,8 +187,12 @@ HTTP API (JSON; errors are {\"error\": {\"code\", \"message\"}}):
   GET    /buyers/ID            a buyer (numeric id or @handle) across lives
   GET    /export/KIND.csv      the same kinds and filters as `tiklive export`
   GET    /ws                   WebSocket feed (also on --ws-port, at any path)
-The dashboard is served at /. Off loopback, TIKLIVE_API_TOKEN is required: send
-`Authorization: Bearer TOKEN` (or `?token=TOKEN` on the WebSocket). SIGTERM or SIGINT
+  GET    /accounts             the connected TikTok accounts (handle, avatar, scopes, expiry)
+  GET    /oauth                Connect TikTok: starts the login (no API token; a cookie binds it)
+  GET    /callback, /webhook   where TikTok sends the browser back (also POST /webhook)
+The dashboard is served at /. Connect TikTok needs TIKTOK_CLIENT_KEY, TIKTOK_CLIENT_SECRET and
+the redirect URI registered for the app (--redirect-uri / TIKTOK_REDIRECT_URI).
+Off loopback, TIKLIVE_API_TOKEN is required: send `Authorization: Bearer TOKEN` (or `?token=TOKEN` on the WebSocket). SIGTERM or SIGINT
 closes WebSockets with 1001, commits the store and exits 0.";
 
 #[derive(Debug, Args)]
@@ -266,6 +270,23 @@ pub struct ServeArgs {
     /// Commit at most this many events in one transaction.
     #[arg(long, value_name = "N", env = "TIKLIVE_COMMIT_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub commit_events: u32,
+
+    /// The redirect URI of the dashboard's "Connect TikTok" flow, exactly as registered for the app:
+    /// this server's /callback/ or /webhook/ URL (default: http(s)://localhost:PORT/callback/).
+    #[arg(long, value_name = "URI", env = "TIKTOK_REDIRECT_URI")]
+    pub redirect_uri: Option<String>,
+
+    /// Scopes the dashboard's "Connect TikTok" asks for, comma-separated.
+    #[arg(
+        long,
+        value_name = "SCOPES",
+        env = "TIKLIVE_SCOPES",
+        default_value = crate::oauth::DEFAULT_SCOPES
+    )]
+    pub scopes: String,
+
+    #[command(flatten)]
+    pub oauth: OAuthAppArgs,
 
     #[command(flatten)]
     pub db: DbArgs,
@@ -374,6 +395,24 @@ pub struct LogoutArgs {
 /// The TikTok app and where TikTok is, shared by `login` and `logout`.
 #[derive(Debug, Args)]
 pub struct OAuthArgs {
+    #[command(flatten)]
+    pub app: OAuthAppArgs,
+
+    /// Timeout of each request to TikTok.
+    #[arg(long, value_name = "DURATION", env = "TIKLIVE_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_timeout: Duration,
+
+    /// Refresh an access token that expires within this time before using it.
+    #[arg(long, value_name = "DURATION", env = "TIKLIVE_REFRESH_BEFORE", default_value = "5m", value_parser = parse_duration)]
+    pub refresh_before: Duration,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// The TikTok app's Client key and where TikTok is, shared by `login`, `logout` and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct OAuthAppArgs {
     /// The app's Client key (the Client secret comes from TIKTOK_CLIENT_SECRET only).
     #[arg(
         long,
@@ -400,17 +439,6 @@ pub struct OAuthArgs {
         default_value = crate::oauth::DEFAULT_OPEN_API_URL
     )]
     pub open_api_url: String,
-
-    /// Timeout of each request to TikTok.
-    #[arg(long, value_name = "DURATION", env = "TIKLIVE_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub http_timeout: Duration,
-
-    /// Refresh an access token that expires within this time before using it.
-    #[arg(long, value_name = "DURATION", env = "TIKLIVE_REFRESH_BEFORE", default_value = "5m", value_parser = parse_duration)]
-    pub refresh_before: Duration,
-
-    #[command(flatten)]
-    pub db: DbArgs,
 }
 
 /// The database file, shared by every command that reads or writes it.

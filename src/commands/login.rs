@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::cli::{LoginArgs, LogoutArgs, OAuthArgs};
+use crate::cli::{LoginArgs, LogoutArgs, OAuthAppArgs, OAuthArgs};
 use crate::error::{Exit, Interrupted, UsageError, is_closed_pipe};
 use crate::events::now_ms;
 use crate::oauth::loopback::{DesktopLogin, LoopbackRedirect, desktop_login};
@@ -93,21 +93,39 @@ pub fn run_logout(args: LogoutArgs) -> anyhow::Result<Exit> {
 
 /// The client of the app named by the flags and `TIKTOK_CLIENT_*`.
 fn client(args: &OAuthArgs, scopes: &str, redirect_uri: &str) -> Result<OAuthClient, OAuthError> {
+    OAuthClient::new(oauth_config(
+        &args.app,
+        scopes,
+        redirect_uri,
+        args.http_timeout,
+        args.refresh_before,
+    ))
+}
+
+/// The configuration of the app named by the flags and `TIKTOK_CLIENT_*` (`serve` builds its own
+/// with it too).
+pub(crate) fn oauth_config(
+    app: &OAuthAppArgs,
+    scopes: &str,
+    redirect_uri: &str,
+    http_timeout: std::time::Duration,
+    refresh_before: std::time::Duration,
+) -> OAuthConfig {
     let non_empty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
-    let client_key = non_empty(args.client_key.clone()).unwrap_or_default();
+    let client_key = non_empty(app.client_key.clone()).unwrap_or_default();
     // Never a flag: a command line is visible to every user of the machine.
     let secret = non_empty(std::env::var("TIKTOK_CLIENT_SECRET").ok()).unwrap_or_default();
-    OAuthClient::new(OAuthConfig {
+    OAuthConfig {
         client_key: client_key.trim().to_owned(),
         client_secret: Secret::new(secret.trim()),
         redirect_uri: redirect_uri.to_owned(),
         scopes: OAuthConfig::parse_scopes(scopes),
-        auth_url: args.auth_url.clone(),
-        open_api_url: args.open_api_url.clone(),
+        auth_url: app.auth_url.clone(),
+        open_api_url: app.open_api_url.clone(),
         challenge: ChallengeEncoding::Hex,
-        http_timeout: args.http_timeout,
-        refresh_before: args.refresh_before,
-    })
+        http_timeout,
+        refresh_before,
+    }
 }
 
 /// Runs a future on a runtime of its own; Ctrl-C ends it with exit 130.

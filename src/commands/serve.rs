@@ -8,9 +8,13 @@ use crate::cli::ServeArgs;
 use crate::error::{Exit, UsageError};
 use crate::events::DecodeOptions;
 use crate::money::parse_currency;
+use crate::oauth::{OAuthClient, OAuthConfig};
 use crate::server::{ServeConfig, serve};
 use crate::store::WriterConfig;
 use crate::webcast::normalise_username;
+
+/// How long before its expiry an access token is refreshed (as `login`'s default).
+const REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     let mut users = Vec::new();
@@ -36,6 +40,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         Some(pattern) => ClaimParser::with_keyword_pattern(pattern)?,
         None => ClaimParser::new(),
     };
+    let oauth = oauth_client(&args)?;
     let config = ServeConfig {
         bind: args.bind,
         port: args.port,
@@ -57,6 +62,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             claims,
         },
         currency,
+        oauth,
     };
     crate::webcast::init_tls();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,4 +79,47 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         serve(config, stop, |_| {}).await
     })?;
     Ok(Exit::Success)
+}
+
+/// The app of the dashboard's "Connect TikTok", when TIKTOK_CLIENT_KEY (or --client-key) is set;
+/// `None` otherwise (the OAuth routes then answer 503). A key without a secret is a usage error.
+fn oauth_client(args: &ServeArgs) -> anyhow::Result<Option<OAuthClient>> {
+    if args
+        .oauth
+        .client_key
+        .as_deref()
+        .is_none_or(|k| k.trim().is_empty())
+    {
+        return Ok(None);
+    }
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let redirect_uri = match args.redirect_uri.as_deref().map(str::trim) {
+        Some(uri) if !uri.is_empty() => uri.to_owned(),
+        _ => format!("{scheme}://localhost:{}/callback/", args.port),
+    };
+    let path = reqwest::Url::parse(&redirect_uri)
+        .map_err(|_| UsageError(format!("the redirect URI {redirect_uri:?} is not a URL")))?
+        .path()
+        .trim_end_matches('/')
+        .to_owned();
+    if !path.ends_with("/callback") && !path.ends_with("/webhook") {
+        tracing::warn!(
+            "the redirect URI {redirect_uri} does not end in /callback/ or /webhook/: TikTok will \
+             send the browser where this server does not take it"
+        );
+    }
+    let config: OAuthConfig = super::login::oauth_config(
+        &args.oauth,
+        &args.scopes,
+        &redirect_uri,
+        args.connection.http_timeout,
+        REFRESH_BEFORE,
+    );
+    let client = OAuthClient::new(config)?;
+    tracing::info!("\"Connect TikTok\" redirects back to {redirect_uri}");
+    Ok(Some(client))
 }

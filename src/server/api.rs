@@ -169,11 +169,11 @@ pub fn percent_decode(text: &str) -> String {
     crate::oauth::flow::form_decode(text)
 }
 
-fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+pub(super) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
 
-fn reject(err: ApiError) -> Rejection {
+pub(super) fn reject(err: ApiError) -> Rejection {
     warp::reject::custom(err)
 }
 
@@ -360,6 +360,8 @@ pub fn routes(
             })
             .untuple_one()
     };
+
+    let oauth = super::oauth_routes::routes(with_state.clone(), auth.clone());
 
     let file = |body: &'static str, content_type: &'static str| {
         move || {
@@ -551,6 +553,8 @@ pub fn routes(
         .or(buyer)
         .unify()
         .or(export)
+        .unify()
+        .or(oauth)
         .unify()
         .or(dashboard)
         .unify()

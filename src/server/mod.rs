@@ -6,6 +6,7 @@ mod api;
 mod feed;
 mod listen;
 mod lives;
+mod oauth_routes;
 mod stream;
 mod ws;
 
@@ -58,6 +59,8 @@ pub struct ServeConfig {
     pub decode: DecodeOptions,
     /// The currency of prices given without one.
     pub currency: String,
+    /// The TikTok app of the dashboard's "Connect TikTok"; `None`: not configured.
+    pub oauth: Option<crate::oauth::OAuthClient>,
 }
 
 /// What the API handlers and the WebSocket clients share.
@@ -71,6 +74,7 @@ pub(crate) struct AppState {
     cors_origins: Vec<String>,
     currency: String,
     shutdown: watch::Receiver<bool>,
+    oauth: Option<Arc<oauth_routes::OAuthWeb>>,
 }
 
 /// The addresses a running server listens on (the ports may have been 0).
@@ -133,6 +137,10 @@ pub async fn serve(
         cors_origins: config.cors_origins.clone(),
         currency: config.currency.clone(),
         shutdown: shutdown_rx,
+        oauth: config
+            .oauth
+            .clone()
+            .map(|client| Arc::new(oauth_routes::OAuthWeb::new(client, tls.is_some()))),
     });
 
     let graceful = Arc::new(GracefulShutdown::new());
