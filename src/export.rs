@@ -210,15 +210,6 @@ pub enum ExportError {
     Write(#[source] io::Error),
 }
 
-impl From<csv::Error> for ExportError {
-    fn from(err: csv::Error) -> Self {
-        match err.into_kind() {
-            csv::ErrorKind::Io(e) => ExportError::Write(e),
-            other => ExportError::Write(io::Error::other(format!("{other:?}"))),
-        }
-    }
-}
-
 /// Checks that the live and room the filters name exist, so that a typo is an error rather than an
 /// empty file. (The user is resolved to a buyer before, by `Store::find_buyer`.)
 pub fn check_filters(conn: &Connection, kind: Kind, filters: &Filters) -> Result<(), ExportError> {
@@ -253,9 +244,9 @@ pub fn check_filters(conn: &Connection, kind: Kind, filters: &Filters) -> Result
 /// Writes the header and every row of `request` to `out` as CSV, then flushes it. Reads from one
 /// snapshot of the database, so rows committed meanwhile are left for the next export.
 ///
-/// Two threads share the work, as a pipeline: this one steps through the rows and turns each into a
-/// record of cells; a second one quotes them into CSV and writes them. Batches of records go back and
-/// forth over bounded channels and are reused, so memory stays flat.
+/// Two threads share the work, as a pipeline: this one steps through the rows and copies their values
+/// out of SQLite; a second one formats them (ids, times, prices), quotes them into CSV and writes them.
+/// Batches of rows go back and forth over bounded channels and are reused, so memory stays flat.
 pub fn write_csv<W: Write + Send>(
     conn: &Connection,
     request: &Request,
@@ -268,26 +259,32 @@ pub fn write_csv<W: Write + Send>(
     let (written_back, reusable) = mpsc::channel::<Batch>();
     let format = request.format;
     let header = &plan.columns;
+    let cells = &Cells::new(&plan, format);
     let (read, wrote) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(), ExportError> {
             let mut out = out;
+            let mut csv = Vec::with_capacity(1 << 20);
             if format.bom {
-                out.write_all(BOM).map_err(ExportError::Write)?;
+                csv.extend_from_slice(BOM);
             }
-            let mut csv = csv::WriterBuilder::new()
-                .delimiter(format.delimiter)
-                .has_headers(false)
-                .buffer_capacity(1 << 16)
-                .from_writer(out);
-            csv.write_record(header.iter().map(|c| c.name))?;
-            for batch in to_write {
-                for record in batch.records() {
-                    csv.write_byte_record(record)?;
+            for (i, column) in header.iter().enumerate() {
+                if i > 0 {
+                    csv.push(format.delimiter);
                 }
+                push_field(&mut csv, column.name.as_bytes(), format.delimiter);
+            }
+            csv.push(b'\n');
+            for batch in to_write {
+                for row in batch.values.chunks_exact(cells.cells.len()) {
+                    cells.write(&mut csv, row, &batch.bytes);
+                }
+                out.write_all(&csv).map_err(ExportError::Write)?;
+                csv.clear();
                 // The reader may be done and gone: then the batch is simply dropped.
                 let _ = written_back.send(batch);
             }
-            csv.flush().map_err(ExportError::Write)
+            out.write_all(&csv).map_err(ExportError::Write)?;
+            out.flush().map_err(ExportError::Write)
         });
         let read = read_rows(&snapshot, &plan, request, progress, &full, &reusable);
         // Closing the channel tells the writer that no more rows come.
@@ -302,30 +299,51 @@ pub fn write_csv<W: Write + Send>(
     Ok(written)
 }
 
-/// Records handed to the writing thread at once, and how many batches may wait for it.
+/// Rows handed to the writing thread at once, and how many batches may wait for it.
 const BATCH_ROWS: usize = 512;
 const BATCHES_IN_FLIGHT: usize = 2;
 
-/// Rows on their way to the writing thread; the records keep their buffers when a batch is reused.
+/// Rows on their way to the writing thread, as read: the values of each row one after the other, with
+/// the bytes of their text in one buffer. The buffers are kept when a batch is reused.
 struct Batch {
-    records: Vec<csv::ByteRecord>,
-    len: usize,
+    values: Vec<Value>,
+    bytes: Vec<u8>,
+    rows: usize,
+}
+
+/// A column's value as read; text and blobs are the range `start..end` of [`Batch::bytes`].
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(usize, usize),
 }
 
 impl Batch {
-    fn records(&self) -> &[csv::ByteRecord] {
-        &self.records[..self.len]
+    fn clear(&mut self) {
+        self.values.clear();
+        self.bytes.clear();
+        self.rows = 0;
     }
 
-    /// The next record to fill, cleared.
-    fn next_record(&mut self) -> &mut csv::ByteRecord {
-        if self.len == self.records.len() {
-            self.records.push(csv::ByteRecord::new());
+    /// Appends the `columns` first values of `row`.
+    fn push(&mut self, row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<()> {
+        for i in 0..columns {
+            let value = match row.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(v) => Value::Integer(v),
+                ValueRef::Real(v) => Value::Real(v),
+                ValueRef::Text(text) | ValueRef::Blob(text) => {
+                    let start = self.bytes.len();
+                    self.bytes.extend_from_slice(text);
+                    Value::Text(start, self.bytes.len())
+                }
+            };
+            self.values.push(value);
         }
-        self.len += 1;
-        let record = &mut self.records[self.len - 1];
-        record.clear();
-        record
+        self.rows += 1;
+        Ok(())
     }
 }
 
@@ -351,20 +369,21 @@ fn read_rows(
         .map(|(name, value)| (*name, value as &dyn ToSql))
         .collect();
     let mut rows = stmt.query(&*binds)?;
-    let cells = Cells::new(plan, request.format.decimal_mark);
+    let columns = plan.columns.len();
     let new_batch = || Batch {
-        records: Vec::with_capacity(BATCH_ROWS),
-        len: 0,
+        values: Vec::with_capacity(BATCH_ROWS * columns),
+        bytes: Vec::new(),
+        rows: 0,
     };
     let mut batch = new_batch();
     while let Some(row) = rows.next()? {
         let id = row.get::<_, i64>(0)?;
-        cells.fill(batch.next_record(), row)?;
+        batch.push(row, columns)?;
         written.rows += 1;
         written.last_id = Some(id);
-        if batch.len == BATCH_ROWS {
+        if batch.rows == BATCH_ROWS {
             let mut next = reusable.try_recv().unwrap_or_else(|_| new_batch());
-            next.len = 0;
+            next.clear();
             if full.send(std::mem::replace(&mut batch, next)).is_err() {
                 return Ok(written);
             }
@@ -373,7 +392,7 @@ fn read_rows(
             progress.advance(query.passed(id));
         }
     }
-    if batch.len > 0 {
+    if batch.rows > 0 {
         let _ = full.send(batch);
     }
     if let Some(id) = written.last_id {
@@ -869,7 +888,12 @@ fn id_range(
                 Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
             })
         };
-    let Some((mut lo, mut hi)) = bounds(&format!("SELECT min(id), max(id) FROM {name}"), &[])?
+    // Two subqueries: SQLite reads a lone min() or max() of the key from one end of the B-tree, where
+    // `min(id), max(id)` in one SELECT would scan the whole table.
+    let Some((mut lo, mut hi)) = bounds(
+        &format!("SELECT (SELECT min(id) FROM {name}), (SELECT max(id) FROM {name})"),
+        &[],
+    )?
     else {
         return Ok(None);
     };
@@ -919,47 +943,93 @@ impl Query {
     }
 }
 
-/// Turns rows of one plan into CSV records.
+/// Turns rows of one plan into CSV lines.
 struct Cells {
     cells: Vec<Cell>,
     /// Index of the `currency` column, for prices.
     currency: Option<usize>,
+    delimiter: u8,
     decimal_mark: char,
 }
 
 impl Cells {
-    fn new(plan: &Plan, decimal_mark: char) -> Cells {
+    fn new(plan: &Plan, format: CsvFormat) -> Cells {
         Cells {
             cells: plan.columns.iter().map(|c| c.cell).collect(),
             currency: plan.columns.iter().position(|c| c.name == "currency"),
-            decimal_mark,
+            delimiter: format.delimiter,
+            decimal_mark: format.decimal_mark,
         }
     }
 
-    fn fill(&self, record: &mut csv::ByteRecord, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+    /// Appends the CSV line of one row (its values, whose text is in `bytes`) to `out`.
+    fn write(&self, out: &mut Vec<u8>, row: &[Value], bytes: &[u8]) {
         let mut digits = [0u8; 24];
-        for (i, cell) in self.cells.iter().enumerate() {
-            match row.get_ref(i)? {
-                ValueRef::Null => record.push_field(b""),
-                ValueRef::Integer(v) => match cell {
-                    Cell::Number | Cell::Text => record.push_field(format_i64(v, &mut digits)),
-                    Cell::Id => record.push_field(format_u64(v as u64, &mut digits)),
-                    Cell::Time => record.push_field(format_rfc3339_ms(v, &mut digits)),
+        for (i, (cell, value)) in self.cells.iter().zip(row).enumerate() {
+            if i > 0 {
+                out.push(self.delimiter);
+            }
+            let field: Cow<'_, [u8]> = match *value {
+                Value::Null => continue,
+                Value::Integer(v) => match cell {
+                    Cell::Number | Cell::Text => Cow::Borrowed(format_i64(v, &mut digits)),
+                    Cell::Id => Cow::Borrowed(format_u64(v as u64, &mut digits)),
+                    Cell::Time => Cow::Borrowed(format_rfc3339_ms(v, &mut digits)),
                     Cell::Price => {
-                        let currency = match self.currency.map(|c| row.get_ref(c)) {
-                            Some(Ok(ValueRef::Text(code))) => {
-                                std::str::from_utf8(code).unwrap_or("")
+                        let currency = match self.currency.and_then(|c| row.get(c)) {
+                            Some(Value::Text(start, end)) => {
+                                std::str::from_utf8(&bytes[*start..*end]).unwrap_or("")
                             }
                             _ => "",
                         };
-                        record.push_field(format_minor(v, currency, self.decimal_mark).as_bytes())
+                        Cow::Owned(format_minor(v, currency, self.decimal_mark).into_bytes())
                     }
                 },
-                ValueRef::Real(v) => record.push_field(v.to_string().as_bytes()),
-                ValueRef::Text(text) | ValueRef::Blob(text) => record.push_field(&neutralise(text)),
-            }
+                Value::Real(v) => Cow::Owned(v.to_string().into_bytes()),
+                Value::Text(start, end) => neutralise(&bytes[start..end]),
+            };
+            push_field(out, &field, self.delimiter);
         }
-        Ok(())
+        out.push(b'\n');
+    }
+}
+
+/// Appends `field` as a CSV field, the way the `csv` crate's writer does by default: quoted, with its
+/// quotes doubled, when it holds the delimiter, a quote or a line break; as is otherwise.
+fn push_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8) {
+    let special = |b: &u8| matches!(*b, b'"' | b'\n' | b'\r') || *b == delimiter;
+    if !field.iter().any(special) {
+        out.extend_from_slice(field);
+        return;
+    }
+    // Every event's JSON comes here, a quote every ten bytes or so: eight bytes are tested at once
+    // and copied as they are when they hold no quote.
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
+    out.reserve(2 * field.len() + 2);
+    out.push(b'"');
+    let mut chunks = field.chunks_exact(8);
+    for chunk in &mut chunks {
+        let chunk: [u8; 8] = chunk.try_into().expect("chunks of 8");
+        // A byte of `x` is zero where `chunk` has a quote; this tells whether any byte is zero.
+        let x = u64::from_ne_bytes(chunk) ^ QUOTES;
+        if x.wrapping_sub(ONES) & !x & HIGH_BITS == 0 {
+            out.extend_from_slice(&chunk);
+        } else {
+            push_doubling_quotes(out, &chunk);
+        }
+    }
+    push_doubling_quotes(out, chunks.remainder());
+    out.push(b'"');
+}
+
+fn push_doubling_quotes(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        out.push(b);
+        if b == b'"' {
+            out.push(b'"');
+        }
     }
 }
 
@@ -990,6 +1060,42 @@ fn format_i64(n: i64, buf: &mut [u8; 24]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::store::Store;
+
+    #[test]
+    fn fields_are_quoted_exactly_as_the_csv_crate_quotes_them() {
+        let fields: [&[u8]; 12] = [
+            b"",
+            b"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"",
+            b"1234567\"12345678\"1234567,\"",
+            b"no quote, but a comma past the first eight bytes",
+            b"plain",
+            br#"{"type":"chat","comment":"say \"hi\", then go"}"#,
+            b"\"",
+            b"a;b",
+            b"line\nbreak",
+            b"cr\rhere",
+            b"'=1+1",
+            "caf\u{e9} \u{2728}".as_bytes(),
+        ];
+        for delimiter in [b',', b';', b'\t', b'-'] {
+            let mut ours = Vec::new();
+            for (i, field) in fields.iter().enumerate() {
+                if i > 0 {
+                    ours.push(delimiter);
+                }
+                push_field(&mut ours, field, delimiter);
+            }
+            ours.push(b'\n');
+            let mut theirs = csv::WriterBuilder::new()
+                .delimiter(delimiter)
+                .from_writer(Vec::new());
+            theirs.write_record(fields).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs.into_inner().unwrap())
+            );
+        }
+    }
 
     /// Two lives; events of several types (a gift streak update among them), a claim, a sale.
     fn store() -> Store {

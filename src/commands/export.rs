@@ -3,8 +3,9 @@
 //! bar on a terminal, and moves an `--incremental` cursor only once the output is complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -161,7 +162,7 @@ fn command_error(err: ExportError) -> anyhow::Error {
 /// never a part. The temporary file is removed when anything fails.
 fn write_atomically(
     target: &Path,
-    write: impl FnOnce(&mut File) -> Result<Written, ExportError>,
+    write: impl FnOnce(&mut SyncingFile) -> Result<Written, ExportError>,
 ) -> anyhow::Result<Written> {
     let name = target
         .file_name()
@@ -188,7 +189,11 @@ fn write_atomically(
         if let Ok(meta) = fs::metadata(target) {
             let _ = file.set_permissions(meta.permissions());
         }
-        let written = write(&mut file).map_err(command_error)?;
+        let mut syncing = SyncingFile::new(&mut file)?;
+        let written = write(&mut syncing);
+        let synced = syncing.finish();
+        let written = written.map_err(command_error)?;
+        synced?;
         file.sync_all()?;
         drop(file);
         fs::rename(&temp, target)?;
@@ -207,6 +212,83 @@ fn write_atomically(
         let _ = dir.sync_all();
     }
     Ok(written)
+}
+
+/// Bytes written between two background syncs of `--out`.
+const SYNC_EVERY: u64 = 32 << 20;
+
+/// A file being written while a second thread has the kernel put it on disk as it goes: the final
+/// fsync then waits for the last few megabytes rather than for the whole file, which it would
+/// otherwise start writing only then (a third of the time of a 870 MB export). Durability is
+/// unchanged: the caller still syncs the whole file before renaming it.
+struct SyncingFile<'a> {
+    file: &'a mut File,
+    unsynced: u64,
+    nudge: Option<mpsc::SyncSender<()>>,
+    /// Ends with the first error of a background sync. It must be reported from there: the final
+    /// fsync, on the same open file, would not see it again.
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl<'a> SyncingFile<'a> {
+    fn new(file: &'a mut File) -> io::Result<SyncingFile<'a>> {
+        let clone = file.try_clone()?;
+        // One pending request is enough: a sync writes out everything written before it starts.
+        let (nudge, nudged) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("tiklive-sync".into())
+            .spawn(move || {
+                while nudged.recv().is_ok() {
+                    clone.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(SyncingFile {
+            file,
+            unsynced: 0,
+            nudge: Some(nudge),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the syncing thread, after the sync in progress if any; the first error of a sync.
+    fn finish(mut self) -> io::Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<()> {
+        drop(self.nudge.take());
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SyncingFile<'_> {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+impl Write for SyncingFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY
+            && let Some(nudge) = &self.nudge
+        {
+            self.unsynced = 0;
+            let _ = nudge.try_send(());
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// The progress bar: on stderr, only when allowed and the export is large; cleared when dropped.
@@ -288,7 +370,7 @@ mod tests {
         let target = dir.path().join("out.csv");
         fs::write(&target, "before\n").unwrap();
         let err = write_atomically(&target, |file| {
-            io::Write::write_all(file, b"half a fi").unwrap();
+            file.write_all(b"half a fi").unwrap();
             Err(ExportError::Write(io::Error::other("disk full")))
         })
         .unwrap_err();
@@ -298,7 +380,7 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
 
         write_atomically(&target, |file| {
-            io::Write::write_all(file, b"after\n").unwrap();
+            file.write_all(b"after\n").unwrap();
             Ok(Written::default())
         })
         .unwrap();
