@@ -72,6 +72,25 @@ pub enum Step {
     Close(u16, String),
     /// Wait for every ack, then send nothing more while the socket stays open.
     Silence,
+    /// Await this future, then send its messages as a `msg` frame like [`Step::Frame`]: a bench paces
+    /// frames by wall clock and stamps messages at the moment they are sent.
+    Lazy(Lazy),
+}
+
+/// The messages of a [`Step::Lazy`], made when the step is reached.
+#[derive(Clone)]
+pub struct Lazy(
+    pub  Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<BaseMessage>> + Send>>
+            + Send
+            + Sync,
+    >,
+);
+
+impl std::fmt::Debug for Lazy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lazy(..)")
+    }
 }
 
 impl Step {

@@ -406,6 +406,14 @@ async fn run_script(
                     break;
                 }
             }
+            Step::Lazy(make) => {
+                let messages = (make.0)().await;
+                let (bytes, sent) = build_frame(shared, Enc::Auto, gzip, messages);
+                shared.update(|s| s.conns[index].sent.push(sent));
+                if send(sink, Message::Binary(bytes.into())).await.is_err() {
+                    break;
+                }
+            }
             Step::Raw(bytes) => {
                 let log_id = PushFrame::decode(bytes.as_slice())
                     .map(|f| f.log_id)
