@@ -681,3 +681,75 @@ fn the_chat_follows_new_lines_unless_scrolled_up_and_stays_bounded() {
         "uncaught exceptions in the page: {errors:?}"
     );
 }
+
+/// "Connect TikTok" from the dashboard, in the browser: the button (its link carries the API token),
+/// TikTok's consent page (the strict mock provider redirects back at once), the callback with the
+/// browser's own cookie, and the dashboard again, now listing the account with its handle, scopes
+/// and expiry.
+#[test]
+fn connect_tiktok_from_the_dashboard_lists_the_account() {
+    let Some(mut browser) = Browser::launch("dashboard-oauth") else {
+        return;
+    };
+    let provider = support::oauth::OAuthMock::start(support::oauth::Provider {
+        redirect_uri: "http://localhost:*/callback/".into(),
+        ..support::oauth::Provider::default()
+    });
+    let mock = Mock::start(Scenario::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, port, ws_port) = support::api::serve_command(
+        &mock,
+        dir.path(),
+        &["--api-token", TOKEN, "--dead-after", "300s"],
+    );
+    cmd.env("TIKTOK_CLIENT_KEY", support::oauth::CLIENT_KEY)
+        .env("TIKTOK_CLIENT_SECRET", support::oauth::CLIENT_SECRET)
+        .env(
+            "TIKTOK_REDIRECT_URI",
+            format!("http://localhost:{port}/callback/"),
+        )
+        .env("TIKLIVE_AUTH_URL", &provider.url)
+        .env("TIKLIVE_OPEN_API_URL", &provider.url);
+    let mut server = Server {
+        child: cmd.spawn().unwrap(),
+        api: ([127, 0, 0, 1], port).into(),
+        feed: ([127, 0, 0, 1], ws_port).into(),
+        token: Some(TOKEN.to_owned()),
+        tls_root: None,
+    };
+    server.wait_healthy();
+    let _log = ServerLog::drain(&mut server);
+
+    browser.goto(&format!("http://localhost:{port}/#token={TOKEN}"));
+    browser.wait_until(
+        "the Connect TikTok button",
+        &format!("!{}.hidden", query("#oauth-connect")),
+        WAIT,
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('.account').length"),
+        0
+    );
+    browser.click("#oauth-connect");
+    browser.wait_until(
+        "the account after TikTok's consent",
+        "document.querySelector('.account .handle')?.textContent === '@shop.fr'",
+        WAIT,
+    );
+    let note = browser.eval(&format!("{}.textContent", query("#accounts-note")));
+    assert_eq!(note, "Connected @shop.fr");
+    let account = browser.eval(&format!("{}.textContent", query(".account")));
+    let account = account.as_str().unwrap();
+    assert!(
+        account.contains("La Boutique") && account.contains("user.info.basic"),
+        "{account}"
+    );
+    assert!(account.contains("Token until"), "{account}");
+    // The fragment was read once and removed; the token stays out of the address bar.
+    assert_eq!(browser.eval("location.hash"), "");
+    browser.screenshot("accounts");
+    let listed = server.get("/accounts").json();
+    assert_eq!(listed["accounts"][0]["username"], "shop.fr");
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
+}

@@ -449,6 +449,15 @@ fn off_loopback_the_token_is_required() {
         .websocket(server.feed, &format!("/?token={token}"))
         .unwrap();
     assert_eq!(next_json(&mut ws)["type"], "status");
+    // Linking a TikTok account needs the token too (in the link, since a browser follows it).
+    assert_eq!(server.get("/oauth").status, 401);
+    let oauth = server.get(&format!("/oauth?token={token}"));
+    assert_eq!(
+        oauth.json()["error"]["code"],
+        "oauth_not_configured",
+        "{}",
+        oauth.body
+    );
     server.token = Some(token.into());
     assert_eq!(server.get("/status").status, 200);
     let out = server.terminate();

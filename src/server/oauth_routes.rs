@@ -122,8 +122,14 @@ fn redirect(location: &str, cookie: Option<&str>) -> Response {
     response
 }
 
-/// `GET /oauth`: a new binding cookie and a 302 to TikTok.
-fn start(state: &AppState) -> Result<Response, ApiError> {
+/// `GET /oauth`: a new binding cookie and a 302 to TikTok. With an API token, the link carries it
+/// (`/oauth?token=...`): otherwise anyone who reaches the server could add their account to it.
+fn start(state: &AppState, query: &str) -> Result<Response, ApiError> {
+    let token = query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token").then(|| super::api::percent_decode(v))
+    });
+    state.auth.check(None, token.as_deref())?;
     let web = state.oauth.as_ref().ok_or_else(not_configured)?;
     let binding = new_browser_binding().map_err(|e| api_error(&e))?;
     let authorization = web
@@ -227,7 +233,10 @@ where
     let oauth = warp::path!("oauth")
         .and(warp::get())
         .and(with_state.clone())
-        .and_then(|state: Arc<AppState>| async move { start(&state).map_err(reject) });
+        .and(query())
+        .and_then(|state: Arc<AppState>, query: String| async move {
+            start(&state, &query).map_err(reject)
+        });
     let get_callback = warp::path!("callback")
         .or(warp::path!("webhook"))
         .unify()

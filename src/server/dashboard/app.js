@@ -339,6 +339,7 @@ function finishSync() {
   show($('#chat-jump'), false);
   setConnection('live', 'Live');
   loadSales();
+  loadAccounts();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -907,9 +908,96 @@ async function onSaleAction(event) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// TikTok accounts (Login Kit)
+
+/** What the OAuth callback put in the fragment (`#connected=@handle`, `#oauth_error=…`), read once. */
+function readOAuthResult() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
+  const result = { connected: params.get('connected'), error: params.get('oauth_error') };
+  if (result.connected !== null || result.error !== null) {
+    params.delete('connected');
+    params.delete('oauth_error');
+    const rest = params.toString();
+    history.replaceState(null, '', location.pathname + location.search + (rest ? '#' + rest : ''));
+  }
+  return result;
+}
+
+function formatDate(rfc3339) {
+  const date = new Date(rfc3339);
+  return Number.isNaN(date.getTime()) ? rfc3339 : date.toLocaleString();
+}
+
+/** One connected account: avatar, handle, scopes and when its tokens expire (never a token). */
+function buildAccount(account) {
+  const node = el('div', 'account');
+  node.dataset.openId = account.open_id;
+  const pic = image(account.avatar_url, 'avatar');
+  if (pic) node.append(pic);
+  const body = el('div', 'account-body');
+  const name = el('strong', null);
+  setText(name, account.display_name || account.username || account.open_id);
+  body.append(name);
+  if (account.username) {
+    const handle = el('span', 'handle');
+    setText(handle, '@' + account.username);
+    body.append(' ', handle);
+  }
+  const scopes = el('div', 'scopes');
+  setText(scopes, account.scopes.join(', '));
+  const expiry = el('div', 'expiry');
+  setText(
+    expiry,
+    account.needs_login
+      ? 'Expired: connect again'
+      : 'Token until ' + formatDate(account.access_expires_at) + ' · renewable until ' +
+          formatDate(account.refresh_expires_at),
+  );
+  body.append(scopes, expiry);
+  node.append(body);
+  return node;
+}
+
+async function loadAccounts() {
+  const note = $('#accounts-note');
+  let data;
+  try {
+    data = await api('GET', '/accounts');
+  } catch (error) {
+    if (error.status !== 401) {
+      note.classList.add('error');
+      showError(note, error.message);
+    }
+    return;
+  }
+  $('#accounts').replaceChildren(...data.accounts.map(buildAccount));
+  const link = $('#oauth-connect');
+  if (data.oauth_configured && data.connect_url) {
+    // A browser follows this link itself, so the API token rides in the query.
+    link.href = data.connect_url + (state.token ? '?token=' + encodeURIComponent(state.token) : '');
+    show(link, true);
+  } else {
+    show(link, false);
+  }
+  if (state.oauthResult.error) {
+    note.classList.add('error');
+    showError(note, 'TikTok login failed: ' + state.oauthResult.error);
+  } else if (state.oauthResult.connected) {
+    setText(note, 'Connected ' + state.oauthResult.connected);
+    note.classList.remove('error');
+    show(note, true);
+  } else if (!data.oauth_configured && data.accounts.length === 0) {
+    setText(note, 'Set TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET to connect a TikTok account.');
+    note.classList.remove('error');
+    show(note, true);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Start
 
 function start() {
+  state.oauthResult = readOAuthResult();
   state.token = readToken();
   $('#auth').addEventListener('submit', onTokenSubmit);
   $('#connect-form').addEventListener('submit', onConnectSubmit);
