@@ -77,15 +77,13 @@ pub enum Step {
     Lazy(Lazy),
 }
 
+/// Messages that will be ready later.
+pub type LaterMessages =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Vec<BaseMessage>> + Send>>;
+
 /// The messages of a [`Step::Lazy`], made when the step is reached.
 #[derive(Clone)]
-pub struct Lazy(
-    pub  Arc<
-        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<BaseMessage>> + Send>>
-            + Send
-            + Sync,
-    >,
-);
+pub struct Lazy(pub Arc<dyn Fn() -> LaterMessages + Send + Sync>);
 
 impl std::fmt::Debug for Lazy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
