@@ -959,6 +959,17 @@ function buildAccount(account) {
 }
 
 async function loadAccounts() {
+  // The panel sits above the chat: a chat that was at the bottom stays there when the panel grows.
+  const chat = $('#chat');
+  const followChat = isAtBottom(chat);
+  try {
+    await renderAccounts();
+  } finally {
+    if (followChat) chat.scrollTop = chat.scrollHeight;
+  }
+}
+
+async function renderAccounts() {
   const note = $('#accounts-note');
   let data;
   try {
