@@ -25,8 +25,9 @@ use super::feed::{FeedItem, FeedKind};
 
 /// A client whose socket takes longer than this to accept what it is sent is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages sent in one write at most, when a client has a backlog.
-const WRITE_BATCH: usize = 512;
+/// Messages queued for one client before its socket is written, when it has a backlog: enough to
+/// save system calls, small enough that 500 clients' buffers stay a few megabytes.
+const WRITE_BATCH: usize = 64;
 
 /// True for a request asking for a WebSocket upgrade.
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -68,10 +69,14 @@ pub fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) -> warp::reply:
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
+                // Clients send little (a subscription), so a small read buffer: 500 clients with the
+                // default 128 KiB each would hold 64 MB for nothing.
                 let config = WebSocketConfig::default()
+                    .read_buffer_size(4 << 10)
                     .max_message_size(Some(64 << 10))
                     .max_frame_size(Some(64 << 10))
-                    .max_write_buffer_size(8 << 20);
+                    .write_buffer_size(16 << 10)
+                    .max_write_buffer_size(4 << 20);
                 let socket = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
