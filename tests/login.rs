@@ -58,19 +58,7 @@ impl Transcript {
     /// No code, token or client secret the mock handed out or knows appears in what tiklive printed
     /// or showed the browser.
     fn assert_no_secrets(&self, mock: &OAuthMock) {
-        let secrets = mock.state().secrets.clone();
-        assert!(secrets.contains(&CLIENT_SECRET.to_owned()));
-        for text in &self.0 {
-            for secret in &secrets {
-                // The random part too, in case a prefix was cut or encoded.
-                let core = secret.get(4..16).unwrap_or(secret);
-                assert!(
-                    !text.contains(secret.as_str()) && !text.contains(core),
-                    "a secret ({}…) was printed:\n{text}",
-                    &secret[..4]
-                );
-            }
-        }
+        support::oauth::assert_no_secrets(mock, &self.0);
     }
 }
 

@@ -171,6 +171,24 @@ impl Drop for OAuthMock {
     }
 }
 
+/// Fails if any code, token or client secret the mock handed out or knows appears in `texts` (what
+/// tiklive printed, answered or showed a browser), whole or by its random core.
+pub fn assert_no_secrets<'a>(mock: &OAuthMock, texts: impl IntoIterator<Item = &'a String>) {
+    let secrets = mock.state().secrets.clone();
+    assert!(secrets.contains(&CLIENT_SECRET.to_owned()));
+    for text in texts {
+        for secret in &secrets {
+            // The random part too, in case a prefix was cut or encoded.
+            let core = secret.get(4..16).unwrap_or(secret);
+            assert!(
+                !text.contains(secret.as_str()) && !text.contains(core),
+                "a secret ({}…) was printed:\n{text}",
+                &secret[..4]
+            );
+        }
+    }
+}
+
 impl OAuthMock {
     pub fn start(provider: Provider) -> OAuthMock {
         let runtime = tokio::runtime::Builder::new_multi_thread()
