@@ -120,10 +120,7 @@ pub(crate) fn open_store(args: &DbArgs) -> anyhow::Result<crate::store::Store> {
 
 /// The renderer both `watch` and `replay` build from the same output flags.
 pub(crate) fn renderer(args: &OutputArgs) -> anyhow::Result<Renderer> {
-    let claims = match args.claim_pattern.as_deref().filter(|p| !p.is_empty()) {
-        Some(pattern) => ClaimParser::with_keyword_pattern(pattern)?,
-        None => ClaimParser::new(),
-    };
+    let claims = claim_parser(args.claim_pattern.as_deref())?;
     let filter = EventFilter::new(&args.filter, args.claims_only, args.gift_streaks)?;
     Ok(Renderer::new(
         DecodeOptions {
@@ -132,6 +129,14 @@ pub(crate) fn renderer(args: &OutputArgs) -> anyhow::Result<Renderer> {
         },
         filter,
     ))
+}
+
+/// The claim parser of `--claim-pattern` (watch, replay, serve): the default keywords when unset or empty.
+pub(crate) fn claim_parser(pattern: Option<&str>) -> anyhow::Result<ClaimParser> {
+    Ok(match pattern.filter(|p| !p.is_empty()) {
+        Some(pattern) => ClaimParser::with_keyword_pattern(pattern)?,
+        None => ClaimParser::new(),
+    })
 }
 
 /// Logs the end-of-run counters: nothing is skipped silently.

@@ -3,7 +3,6 @@
 
 use anyhow::Context;
 
-use crate::claims::ClaimParser;
 use crate::cli::ServeArgs;
 use crate::error::{Exit, UsageError};
 use crate::events::DecodeOptions;
@@ -36,10 +35,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     }
     let auto_sale = super::auto_sale(&args.auto_sale, false)?;
     let currency = parse_currency(&args.auto_sale.currency).map_err(UsageError)?;
-    let claims = match args.claim_pattern.as_deref().filter(|p| !p.is_empty()) {
-        Some(pattern) => ClaimParser::with_keyword_pattern(pattern)?,
-        None => ClaimParser::new(),
-    };
+    let claims = super::claim_parser(args.claim_pattern.as_deref())?;
     let oauth = oauth_client(&args)?;
     let config = ServeConfig {
         bind: args.bind,

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::cli::WatchArgs;
 use crate::error::{Exit, is_closed_pipe};
-use crate::events::{ConnectionState, Event, EventData, now_ms};
+use crate::events::{Event, now_ms};
 use crate::pipeline::{Emitted, Emitter, RenderedBatch, Renderer};
 use crate::protocol::FrameContent;
 use crate::recording::RecordingWriter;
@@ -137,15 +137,7 @@ impl WatchHandler {
 
     /// The last line of a run (printed unless stdout is gone; stored in any case, as the live's end).
     fn disconnected(&mut self, reason: &str) {
-        let event = Event::connection(
-            self.room_id,
-            EventData::Connection {
-                state: ConnectionState::Disconnected,
-                attempt: None,
-                delay_ms: None,
-                reason: Some(reason.to_owned()),
-            },
-        );
+        let event = Event::disconnected(self.room_id, reason);
         if matches!(self.end, Some(End::OutputClosed)) {
             self.emitter.store_event(&event);
             return;

@@ -303,6 +303,19 @@ impl Event {
         }
     }
 
+    /// The last line of a run: the connection ended, and why.
+    pub fn disconnected(room_id: u64, reason: impl Into<String>) -> Event {
+        Event::connection(
+            room_id,
+            EventData::Connection {
+                state: ConnectionState::Disconnected,
+                attempt: None,
+                delay_ms: None,
+                reason: Some(reason.into()),
+            },
+        )
+    }
+
     pub fn claim(&self) -> Option<&Claim> {
         match &self.data {
             EventData::Chat { claim, .. } => claim.as_ref(),

@@ -169,6 +169,14 @@ pub fn percent_decode(text: &str) -> String {
     crate::oauth::flow::form_decode(text)
 }
 
+/// One query parameter's value, percent-decoded (the token of a WebSocket or an `/oauth` link).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
 pub(super) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }

@@ -377,15 +377,7 @@ impl ServeHandler {
 
     /// The last line of a run, stored (it ends the live in the database) and published.
     fn finish(&mut self, state: LiveState, reason: String, error: Option<String>) {
-        let event = Event::connection(
-            self.room_id,
-            EventData::Connection {
-                state: ConnectionState::Disconnected,
-                attempt: None,
-                delay_ms: None,
-                reason: Some(reason),
-            },
-        );
+        let event = Event::disconnected(self.room_id, reason);
         if let Err(err) = self.context.writer.send(self.live, &event) {
             tracing::error!(%err, "cannot record the end of the live");
         }

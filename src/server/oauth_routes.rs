@@ -125,10 +125,7 @@ fn redirect(location: &str, cookie: Option<&str>) -> Response {
 /// `GET /oauth`: a new binding cookie and a 302 to TikTok. With an API token, the link carries it
 /// (`/oauth?token=...`): otherwise anyone who reaches the server could add their account to it.
 fn start(state: &AppState, query: &str) -> Result<Response, ApiError> {
-    let token = query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| super::api::percent_decode(v))
-    });
+    let token = super::api::query_param(query, "token");
     state.auth.check(None, token.as_deref())?;
     let web = state.oauth.as_ref().ok_or_else(not_configured)?;
     let binding = new_browser_binding().map_err(|e| api_error(&e))?;

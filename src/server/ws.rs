@@ -50,7 +50,7 @@ pub fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) -> warp::reply:
             "a WebSocket upgrade is a GET",
         ));
     }
-    let token = query_value(req.uri().query().unwrap_or(""), "token");
+    let token = super::api::query_param(req.uri().query().unwrap_or(""), "token");
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -97,14 +97,6 @@ pub fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) -> warp::reply:
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
-}
-
-/// A query parameter's value, percent-decoded.
-fn query_value(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| super::api::percent_decode(v))
-    })
 }
 
 /// What a client asked to receive: `{"subscribe": ["chat", ...], "live": "user"}`.
