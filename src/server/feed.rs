@@ -1,19 +1,23 @@
-//! The live feed every WebSocket client reads: one broadcast of ready-made JSON texts (serialised once,
-//! shared by every client), and the last events of each live, kept so that a new client starts with
-//! the recent chat. A snapshot and a subscription are taken under one lock, so a client neither misses
-//! nor repeats an event between the two.
+//! The live feed every WebSocket client reads: one broadcast of batches of ready-made messages (each
+//! serialised and framed once, as JSON text and as the WebSocket frame that carries it, and shared by
+//! every client), and the last events of each live, kept so that a new client starts with the recent
+//! chat. A snapshot and a subscription are taken under one lock, so a client neither misses nor repeats
+//! an event between the two.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Events of each live kept in memory for new clients and for `GET /events`.
 pub const RECENT_PER_LIVE: usize = 100;
 
-/// How many messages a client may fall behind before it is dropped as too slow.
-pub const CLIENT_BACKLOG: usize = 4096;
+/// How many published batches (one per push frame from TikTok, or one status or sale message) a client
+/// may fall behind before it is dropped as too slow: about a second of a busy live, a few megabytes
+/// shared by every client.
+pub const CLIENT_BACKLOG: usize = 128;
 
 /// What a feed message is, for subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,14 +42,66 @@ pub struct FeedItem {
     pub text: Utf8Bytes,
 }
 
+/// Messages published together, and the WebSocket frames that carry them, back to back: a client that
+/// wants them all writes `frames` to its socket as it is, with one system call.
+#[derive(Debug)]
+pub struct FeedBatch {
+    pub items: Vec<Arc<FeedItem>>,
+    pub frames: Bytes,
+    /// Where each item's frame ends in `frames`.
+    ends: Vec<usize>,
+}
+
+impl FeedBatch {
+    fn new(items: Vec<Arc<FeedItem>>) -> FeedBatch {
+        let size = items.iter().map(|i| i.text.len() + 10).sum();
+        let mut frames = Vec::with_capacity(size);
+        let mut ends = Vec::with_capacity(items.len());
+        for item in &items {
+            write_text_frame(&mut frames, item.text.as_bytes());
+            ends.push(frames.len());
+        }
+        FeedBatch {
+            items,
+            frames: frames.into(),
+            ends,
+        }
+    }
+
+    /// The frame of the `i`th item.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.frames[start..self.ends[i]]
+    }
+}
+
+/// Appends `text` as one unfragmented, unmasked WebSocket text frame (RFC 6455 section 5.2: a server
+/// does not mask what it sends).
+pub fn write_text_frame(out: &mut Vec<u8>, text: &[u8]) {
+    const FIN_TEXT: u8 = 0x81;
+    out.push(FIN_TEXT);
+    match text.len() {
+        len @ 0..=125 => out.push(len as u8),
+        len @ 126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(text);
+}
+
 /// What a new client receives before the live feed: the recent events of every live, oldest first.
 pub struct Snapshot {
     pub recent: Vec<Arc<FeedItem>>,
-    pub receiver: broadcast::Receiver<Arc<FeedItem>>,
+    pub receiver: broadcast::Receiver<Arc<FeedBatch>>,
 }
 
 pub struct Feed {
-    sender: broadcast::Sender<Arc<FeedItem>>,
+    sender: broadcast::Sender<Arc<FeedBatch>>,
     recent: Mutex<HashMap<Arc<str>, VecDeque<Arc<FeedItem>>>>,
     /// The `updated` time last announced for each sale, so that a change is announced once.
     announced_sales: Mutex<HashMap<i64, i64>>,
@@ -68,20 +124,25 @@ impl Feed {
         self.publish_all(std::iter::once(item));
     }
 
-    /// Publishes a batch of events of one live under one lock.
+    /// Publishes items as one batch, framed here (outside the lock); events are also kept among
+    /// their live's recent ones.
     pub fn publish_all(&self, items: impl IntoIterator<Item = FeedItem>) {
+        let items: Vec<Arc<FeedItem>> = items.into_iter().map(Arc::new).collect();
+        if items.is_empty() {
+            return;
+        }
+        let batch = Arc::new(FeedBatch::new(items));
         let mut recent = lock(&self.recent);
-        for item in items {
-            let item = Arc::new(item);
+        for item in &batch.items {
             if let FeedKind::Event { live, .. } = &item.kind {
                 let ring = recent.entry(Arc::clone(live)).or_default();
                 if ring.len() == RECENT_PER_LIVE {
                     ring.pop_front();
                 }
-                ring.push_back(Arc::clone(&item));
+                ring.push_back(Arc::clone(item));
             }
-            let _ = self.sender.send(item);
         }
+        let _ = self.sender.send(batch);
     }
 
     /// The recent events of every live and a receiver of everything published after them.
@@ -170,7 +231,45 @@ mod tests {
         feed.publish(event("a", 2));
         assert_eq!(snap.recent.len(), 1);
         let next = snap.receiver.try_recv().unwrap();
-        assert!(matches!(next.kind, FeedKind::Event { msg_id: 2, .. }));
+        assert_eq!(next.items.len(), 1);
+        assert!(matches!(
+            next.items[0].kind,
+            FeedKind::Event { msg_id: 2, .. }
+        ));
         assert!(snap.receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_batch_frames_each_item_as_a_websocket_text_frame() {
+        let long = "y".repeat(300);
+        let huge = "z".repeat(70_000);
+        let feed = Feed::default();
+        let mut receiver = feed.snapshot().receiver;
+        feed.publish_all(["hi", long.as_str(), huge.as_str()].map(|text| FeedItem {
+            kind: FeedKind::Sale,
+            text: text.to_owned().into(),
+        }));
+        let batch = receiver.try_recv().unwrap();
+        assert_eq!(batch.frame(0), b"\x81\x02hi");
+        assert_eq!(&batch.frame(1)[..4], &[0x81, 126, 0x01, 0x2c]);
+        assert_eq!(&batch.frame(1)[4..], long.as_bytes());
+        assert_eq!(&batch.frame(2)[..2], &[0x81, 127]);
+        assert_eq!(batch.frame(2)[2..10], (huge.len() as u64).to_be_bytes());
+        assert_eq!(&batch.frame(2)[10..], huge.as_bytes());
+        assert_eq!(
+            batch.frames.len(),
+            (2 + 2) + (4 + 300) + (10 + 70_000),
+            "the frames back to back, nothing else"
+        );
+        // tungstenite reads the same bytes back as the three texts.
+        let mut reader = tokio_tungstenite::tungstenite::protocol::WebSocket::from_raw_socket(
+            std::io::Cursor::new(batch.frames.to_vec()),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        );
+        for want in ["hi", long.as_str(), huge.as_str()] {
+            let got = reader.read().unwrap();
+            assert_eq!(got.to_text().unwrap(), want);
+        }
     }
 }
