@@ -15,9 +15,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub const RECENT_PER_LIVE: usize = 100;
 
 /// How many published batches (one per push frame from TikTok, or one status or sale message) a client
-/// may fall behind before it is dropped as too slow: about a second of a busy live, a few megabytes
-/// shared by every client.
-pub const CLIENT_BACKLOG: usize = 128;
+/// may fall behind before it is dropped as too slow: several seconds of a busy live. A batch is freed
+/// once every client has it, so the backlog holds memory only for clients that lag.
+pub const CLIENT_BACKLOG: usize = 512;
 
 /// What a feed message is, for subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]

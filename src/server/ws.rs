@@ -3,6 +3,7 @@
 //! the recent events, `synced`, and everything live. A client that falls too far behind is closed with
 //! a reason rather than buffered without bound; shutdown closes every client with 1001.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +29,11 @@ use super::feed::{FeedBatch, FeedItem, FeedKind};
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client being dropped has to read what it was sent and the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes written to one client before it goes back to reading what it sends and to the shutdown
-/// signal, when it has a backlog of batches.
+/// Bytes written to one client in one round, when it has a backlog of batches, before it goes back
+/// to reading what it sends and to the shutdown signal.
 const WRITE_BATCH: usize = 256 << 10;
+/// Batches in one round at most (one `writev` takes up to 1,024 buffers).
+const MAX_SLICES: usize = 256;
 
 /// True for a request asking for a WebSocket upgrade.
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -238,10 +241,10 @@ enum Stop {
 }
 
 /// Writes `first` and the batches queued after it (up to [`WRITE_BATCH`] bytes) to the client, by
-/// `deadline`. Whatever tungstenite still holds (a pong, an error reply) goes out whole first; then the
-/// feed's frames are written to the socket as they are: the shared bytes when the client wants every
-/// message, else the ones it wants, copied together into `picked`. Each `write` either writes or
-/// does nothing, so a timeout knows exactly what of a frame is left.
+/// `deadline`, in as few system calls as the socket allows. Whatever tungstenite still holds (a pong,
+/// an error reply) goes out whole first; then the feed's frames are written to the socket as they are:
+/// the shared bytes when the client wants every message, else the ones it wants, copied together into
+/// `picked`. Each `write` either writes or does nothing, so a timeout knows exactly what is left.
 async fn write_round<S>(
     socket: &mut WebSocketStream<S>,
     first: Arc<FeedBatch>,
@@ -258,36 +261,57 @@ where
         Ok(Err(_)) => return Err(Stop::Gone),
         Err(_) => return Err(Stop::TimedOut(Vec::new())),
     }
-    let io = socket.get_mut();
-    let (mut written, mut lagged) = (0, false);
-    let mut next = Some(first);
-    while let Some(batch) = next.take() {
-        let frames: &[u8] = if subscription.wants_everything() {
-            &batch.frames
-        } else {
-            picked.clear();
+    // A client that was slow to wake finds several batches waiting: they go out together.
+    let mut lagged = false;
+    let mut batches = vec![first];
+    let mut queued = batches[0].frames.len();
+    while queued < WRITE_BATCH && batches.len() < MAX_SLICES {
+        match receiver.try_recv() {
+            Ok(batch) => {
+                queued += batch.frames.len();
+                batches.push(batch);
+            }
+            Err(TryRecvError::Lagged(_)) => {
+                lagged = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let mut slices: Vec<&[u8]> = if subscription.wants_everything() {
+        batches.iter().map(|b| &b.frames[..]).collect()
+    } else {
+        picked.clear();
+        for batch in &batches {
             for (i, item) in batch.items.iter().enumerate() {
                 if subscription.wants(item) {
                     picked.extend_from_slice(batch.frame(i));
                 }
             }
-            picked
-        };
-        let mut done = 0;
-        while done < frames.len() {
-            match tokio::time::timeout_at(deadline, io.write(&frames[done..])).await {
-                Ok(Ok(n)) if n > 0 => done += n,
-                Ok(_) => return Err(Stop::Gone),
-                Err(_) => return Err(Stop::TimedOut(frames[done..].to_vec())),
-            }
         }
-        written += done;
-        if written < WRITE_BATCH {
-            match receiver.try_recv() {
-                Ok(batch) => next = Some(batch),
-                Err(TryRecvError::Lagged(_)) => lagged = true,
-                Err(_) => {}
+        vec![&picked[..]]
+    };
+    slices.retain(|s| !s.is_empty());
+    let io = socket.get_mut();
+    let mut next = 0;
+    while next < slices.len() {
+        let io_slices: Vec<IoSlice<'_>> = slices[next..].iter().map(|s| IoSlice::new(s)).collect();
+        match tokio::time::timeout_at(deadline, io.write_vectored(&io_slices)).await {
+            Ok(Ok(n)) if n > 0 => {
+                // Drops what was written: whole slices, then the start of the next one.
+                let mut n = n;
+                while n > 0 {
+                    if n >= slices[next].len() {
+                        n -= slices[next].len();
+                        next += 1;
+                    } else {
+                        slices[next] = &slices[next][n..];
+                        n = 0;
+                    }
+                }
             }
+            Ok(_) => return Err(Stop::Gone),
+            Err(_) => return Err(Stop::TimedOut(slices[next..].concat())),
         }
     }
     match tokio::time::timeout_at(deadline, io.flush()).await {
@@ -295,5 +319,189 @@ where
         Ok(Ok(())) => Ok(Round::Written),
         Ok(Err(_)) => Err(Stop::Gone),
         Err(_) => Err(Stop::TimedOut(Vec::new())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+    use crate::server::feed::Feed;
+
+    /// A socket that takes at most `per_call` bytes per write, across buffers, and after `stall_after`
+    /// bytes takes nothing more (a client that stopped reading).
+    struct Trickle {
+        written: Vec<u8>,
+        per_call: usize,
+        stall_after: usize,
+        vectored_calls: usize,
+    }
+
+    impl tokio::io::AsyncRead for Trickle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let room = self
+                .per_call
+                .min(self.stall_after.saturating_sub(self.written.len()));
+            if room == 0 {
+                return Poll::Pending;
+            }
+            self.vectored_calls += 1;
+            let mut taken = 0;
+            for buf in bufs {
+                let take = buf.len().min(room - taken);
+                self.written.extend_from_slice(&buf[..take]);
+                taken += take;
+                if taken == room {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(taken))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn item(type_name: &'static str, text: String) -> FeedItem {
+        FeedItem {
+            kind: FeedKind::Event {
+                live: "shop".into(),
+                type_name,
+                msg_id: 1,
+                ts_ms: 0,
+            },
+            text: text.into(),
+        }
+    }
+
+    /// Three batches published before the round starts, and what every client should receive.
+    fn three_batches(feed: &Feed) -> Vec<Arc<FeedBatch>> {
+        let mut receiver = feed.snapshot().receiver;
+        for b in 0..3 {
+            feed.publish_all((0..4).map(|i| {
+                let kind = if i % 2 == 0 { "chat" } else { "like" };
+                item(
+                    kind,
+                    format!(
+                        "{{\"batch\":{b},\"i\":{i},\"pad\":\"{}\"}}",
+                        "p".repeat(40 * i)
+                    ),
+                )
+            }));
+        }
+        (0..3).map(|_| receiver.try_recv().unwrap()).collect()
+    }
+
+    async fn round(
+        socket: Trickle,
+        subscription: Subscription,
+    ) -> (Result<Round, Stop>, Trickle, Vec<Arc<FeedBatch>>) {
+        let feed = Feed::default();
+        let mut receiver = feed.snapshot().receiver;
+        let batches = three_batches(&feed);
+        let mut socket = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
+        let first = receiver.recv().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        let result = write_round(
+            &mut socket,
+            first,
+            &mut receiver,
+            &subscription,
+            &mut Vec::new(),
+            deadline,
+        )
+        .await;
+        (result, socket.into_inner(), batches)
+    }
+
+    fn trickle(per_call: usize, stall_after: usize) -> Trickle {
+        Trickle {
+            written: Vec::new(),
+            per_call,
+            stall_after,
+            vectored_calls: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_writes_every_waiting_batch_whole_through_partial_writes() {
+        let (result, socket, batches) =
+            round(trickle(37, usize::MAX), Subscription::default()).await;
+        assert!(matches!(result, Ok(Round::Written)));
+        let all: Vec<u8> = batches.iter().flat_map(|b| b.frames.to_vec()).collect();
+        assert_eq!(socket.written, all);
+        // Several buffers per call: fewer calls than one per batch per 37 bytes.
+        let one_by_one: usize = batches.iter().map(|b| b.frames.len().div_ceil(37)).sum();
+        assert!(
+            socket.vectored_calls < one_by_one,
+            "{}",
+            socket.vectored_calls
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subscribed_client_gets_only_the_frames_it_asked_for() {
+        let subscription = Subscription {
+            subscribe: Some(vec!["like".into()]),
+            live: None,
+        };
+        let (result, socket, batches) = round(trickle(1000, usize::MAX), subscription).await;
+        assert!(matches!(result, Ok(Round::Written)));
+        let likes: Vec<u8> = batches
+            .iter()
+            .flat_map(|b| {
+                (0..b.items.len())
+                    .filter(|i| i % 2 == 1)
+                    .flat_map(|i| b.frame(i).to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(socket.written, likes);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_write_hands_back_exactly_the_rest() {
+        let (result, socket, batches) = round(trickle(50, 333), Subscription::default()).await;
+        let all: Vec<u8> = batches.iter().flat_map(|b| b.frames.to_vec()).collect();
+        match result {
+            Err(Stop::TimedOut(rest)) => {
+                assert_eq!(socket.written.len(), 333);
+                assert_eq!([socket.written, rest].concat(), all);
+            }
+            _ => panic!("expected a timeout"),
+        }
     }
 }
