@@ -225,6 +225,8 @@ fn main() {
     }
     let connect_time = connect_started.elapsed();
     let rss_before_kib = rss_now(pid);
+    let (cpu_before, clients_cpu_before) = (cpu_seconds(pid), cpu_seconds(std::process::id()));
+    let cpu_started = Instant::now();
 
     // Go: the stream, then up to 10 s for the clients to drain.
     start
@@ -249,6 +251,9 @@ fn main() {
         - first_sent.load(Ordering::Relaxed) as f64)
         / 1e9;
     let rss_after_kib = rss_now(pid);
+    let cpu_span = cpu_started.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(pid) - cpu_before;
+    let clients_cpu = cpu_seconds(std::process::id()) - clients_cpu_before;
     sampling.store(0, Ordering::Relaxed);
     let (peak_rss_kib, hwm_kib, samples) = sampler.join().unwrap();
     let stored = server.get("/status").json()["lives"][0]["events"].clone();
@@ -324,6 +329,11 @@ fn main() {
         mid as f64 / 1024.0,
         rss_after_kib as f64 / 1024.0,
     );
+    println!(
+        "| CPU from release to the end ({cpu_span:.1} s): server / bench process: mock and clients (user+sys) | {server_cpu:.1} s ({:.0} % of a core) / {clients_cpu:.1} s ({:.0} %) |",
+        100.0 * server_cpu / cpu_span,
+        100.0 * clients_cpu / cpu_span,
+    );
     let mut misses = Vec::new();
     if p99.is_nan() || p99 >= TARGET_P99_MS {
         misses.push(format!("p99 {p99:.2} ms ≥ {TARGET_P99_MS} ms"));
@@ -344,6 +354,24 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// User plus system CPU time of a process so far, from /proc/PID/stat (fields 14 and 15, in clock
+/// ticks, usually 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count fields after its closing one.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
 fn rss_now(pid: u32) -> u64 {
