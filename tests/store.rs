@@ -572,10 +572,10 @@ fn sigkill_loses_at_most_the_last_batch_and_keeps_the_database_sound() {
     let fk: i64 = count(&db, "SELECT count(*) FROM pragma_foreign_key_check");
     assert_eq!(fk, 0);
     let stored = count(&db, "SELECT count(*) FROM events");
-    // In flight at the kill: the batch being written (1,000), the writer's queue (256) and the frame
+    // In flight at the kill: the batch being written (1,000), the writer's queue (1,024) and the frame
     // being printed (50).
     assert!(
-        stored >= printed - 1000 - 256 - 50,
+        stored >= printed - 1000 - 1024 - 50,
         "{printed} printed, {stored} stored: more than the last batch and the queue behind it lost"
     );
     let (status, cents): (String, i64) = db
