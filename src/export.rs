@@ -996,41 +996,63 @@ impl Cells {
 
 /// Appends `field` as a CSV field, the way the `csv` crate's writer does by default: quoted, with its
 /// quotes doubled, when it holds the delimiter, a quote or a line break; as is otherwise.
+///
+/// Every event's JSON comes here, a quote every ten bytes or so. It is quoted eight bytes at a time,
+/// into room made beforehand: a word without a quote is copied as it is; in one with quotes, each
+/// quote is doubled by shifting what follows it one byte up (in a 16-byte integer), then the word is
+/// stored at once. No branch or bounds check per byte.
 fn push_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8) {
     let special = |b: &u8| matches!(*b, b'"' | b'\n' | b'\r') || *b == delimiter;
     if !field.iter().any(special) {
         out.extend_from_slice(field);
         return;
     }
-    // Every event's JSON comes here, a quote every ten bytes or so: eight bytes are tested at once
-    // and copied as they are when they hold no quote.
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
-    const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
-    out.reserve(2 * field.len() + 2);
-    out.push(b'"');
+    let start = out.len();
+    // The most a field can take (every byte a doubled quote, and the two around it), and the slack
+    // of the last 16-byte store.
+    out.resize(start + 2 * field.len() + 2 + 16, 0);
+    let room = &mut out[start..];
+    room[0] = b'"';
+    let mut at = 1;
     let mut chunks = field.chunks_exact(8);
     for chunk in &mut chunks {
-        let chunk: [u8; 8] = chunk.try_into().expect("chunks of 8");
-        // A byte of `x` is zero where `chunk` has a quote; this tells whether any byte is zero.
-        let x = u64::from_ne_bytes(chunk) ^ QUOTES;
-        if x.wrapping_sub(ONES) & !x & HIGH_BITS == 0 {
-            out.extend_from_slice(&chunk);
-        } else {
-            push_doubling_quotes(out, &chunk);
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks of 8"));
+        let mut quotes = quote_mask(word);
+        if quotes == 0 {
+            room[at..at + 8].copy_from_slice(chunk);
+            at += 8;
+            continue;
         }
+        let mut doubled = u128::from(word);
+        let mut added = 0;
+        while quotes != 0 {
+            // The quote's byte in `doubled`: its byte in the word, moved up by the quotes before it.
+            let after = 8 * ((quotes.trailing_zeros() / 8) as usize + added + 1) as u32;
+            let below = doubled & ((1u128 << after) - 1);
+            let above = (doubled >> after).checked_shl(after + 8).unwrap_or(0);
+            doubled = below | (u128::from(b'"') << after) | above;
+            added += 1;
+            quotes &= quotes - 1;
+        }
+        room[at..at + 16].copy_from_slice(&doubled.to_le_bytes());
+        at += 8 + added;
     }
-    push_doubling_quotes(out, chunks.remainder());
-    out.push(b'"');
+    for &b in chunks.remainder() {
+        room[at] = b;
+        room[at + 1] = b'"';
+        at += 1 + usize::from(b == b'"');
+    }
+    room[at] = b'"';
+    out.truncate(start + at + 1);
 }
 
-fn push_doubling_quotes(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(b);
-        if b == b'"' {
-            out.push(b'"');
-        }
-    }
+/// The high bit of each byte of `word` that is a quote, and no other bit. Exact (no carry crosses a
+/// byte): `x & 0x7f.. + 0x7f..` sets a byte's high bit when its low seven bits are not all zero.
+fn quote_mask(word: u64) -> u64 {
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const LOW_SEVEN: u64 = u64::from_ne_bytes([0x7f; 8]);
+    let x = word ^ QUOTES;
+    !(((x & LOW_SEVEN) + LOW_SEVEN) | x | LOW_SEVEN)
 }
 
 /// Writes `n` in decimal at the end of `buf` and returns those bytes: no allocation, no formatter.
@@ -1094,6 +1116,23 @@ mod tests {
                 String::from_utf8_lossy(&ours),
                 String::from_utf8_lossy(&theirs.into_inner().unwrap())
             );
+        }
+    }
+
+    #[test]
+    fn random_fields_are_quoted_exactly_as_the_csv_crate_quotes_them() {
+        let alphabet: &[u8] = b"\"\"\"ab,;\n\r\xc3\xa9{}:";
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..5_000 {
+            let field: Vec<u8> = (0..rng.usize(0..48))
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            let mut ours = b"x,".to_vec();
+            push_field(&mut ours, &field, b',');
+            ours.push(b'\n');
+            let mut theirs = csv::Writer::from_writer(Vec::new());
+            theirs.write_record([&b"x"[..], &field]).unwrap();
+            assert_eq!(ours, theirs.into_inner().unwrap(), "{field:?}");
         }
     }
 
