@@ -205,10 +205,12 @@ where
         Ok(Err(_)) => Close::Gone,
         Err(_) => Close::With(CloseCode::Again, "too slow: the client stopped reading"),
     };
-    // The client no longer counts as one, nor holds the feed's backlog.
-    drop(receiver);
     if let Close::With(code, reason) = close {
         tracing::debug!(%reason, "closing a WebSocket client");
+        // A client dropped as too slow no longer counts, nor holds the feed's backlog, while it has
+        // time to read its close frame; at shutdown the server waits until no client counts, so a
+        // client stays counted until its close frame is out.
+        let receiver = (code == CloseCode::Away).then_some(receiver);
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
@@ -222,6 +224,7 @@ where
                 .map_err(std::io::Error::other)
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+        drop(receiver);
     }
 }
 
