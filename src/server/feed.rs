@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Events of each live kept in memory for new clients and for `GET /events`.
 pub const RECENT_PER_LIVE: usize = 100;
@@ -75,22 +77,15 @@ impl FeedBatch {
     }
 }
 
-/// Appends `text` as one unfragmented, unmasked WebSocket text frame (RFC 6455 section 5.2: a server
-/// does not mask what it sends).
-pub fn write_text_frame(out: &mut Vec<u8>, text: &[u8]) {
-    const FIN_TEXT: u8 = 0x81;
-    out.push(FIN_TEXT);
-    match text.len() {
-        len @ 0..=125 => out.push(len as u8),
-        len @ 126..=0xffff => {
-            out.push(126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
+/// Appends `text` as one unfragmented text frame, with tungstenite's own header encoding; unmasked,
+/// since a server does not mask what it sends (RFC 6455 section 5.2).
+fn write_text_frame(out: &mut Vec<u8>, text: &[u8]) {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    // Writing to a Vec cannot fail.
+    let _ = header.format(text.len() as u64, out);
     out.extend_from_slice(text);
 }
 

@@ -281,7 +281,7 @@ where
             Err(_) => break,
         }
     }
-    let mut slices: Vec<&[u8]> = if subscription.wants_everything() {
+    let slices: Vec<&[u8]> = if subscription.wants_everything() {
         batches.iter().map(|b| &b.frames[..]).collect()
     } else {
         picked.clear();
@@ -294,27 +294,20 @@ where
         }
         vec![&picked[..]]
     };
-    slices.retain(|s| !s.is_empty());
+    let mut io_slices: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
+    let mut unwritten = &mut io_slices[..];
+    // Drops the empty slices in front, so that writing nothing means a closed socket.
+    IoSlice::advance_slices(&mut unwritten, 0);
     let io = socket.get_mut();
-    let mut next = 0;
-    while next < slices.len() {
-        let io_slices: Vec<IoSlice<'_>> = slices[next..].iter().map(|s| IoSlice::new(s)).collect();
-        match tokio::time::timeout_at(deadline, io.write_vectored(&io_slices)).await {
-            Ok(Ok(n)) if n > 0 => {
-                // Drops what was written: whole slices, then the start of the next one.
-                let mut n = n;
-                while n > 0 {
-                    if n >= slices[next].len() {
-                        n -= slices[next].len();
-                        next += 1;
-                    } else {
-                        slices[next] = &slices[next][n..];
-                        n = 0;
-                    }
-                }
-            }
+    while !unwritten.is_empty() {
+        match tokio::time::timeout_at(deadline, io.write_vectored(unwritten)).await {
+            Ok(Ok(n)) if n > 0 => IoSlice::advance_slices(&mut unwritten, n),
             Ok(_) => return Err(Stop::Gone),
-            Err(_) => return Err(Stop::TimedOut(slices[next..].concat())),
+            Err(_) => {
+                return Err(Stop::TimedOut(
+                    unwritten.iter().flat_map(|s| s.iter()).copied().collect(),
+                ));
+            }
         }
     }
     match tokio::time::timeout_at(deadline, io.flush()).await {
