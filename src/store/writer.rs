@@ -156,13 +156,11 @@ impl StoreWriter {
         let conn = super::open_connection(path, config.busy_timeout)?;
         // The indexes of a long live outgrow SQLite's default 2 MiB page cache; 4 MiB holds the pages
         // appends touch (the right edges of the table and its two indexes) with room to spare, and keeps
-        // `watch` small. Checkpointing every
-        // 40 MB of WAL (2,500 pages of 16 KiB) rather than SQLite's 1,000 pages copies a page that many
-        // batches touch (an index page) back into the database once instead of once per batch; the
-        // WAL file is then cut back to 64 MB.
+        // `watch` small.
         conn.pragma_update(None, "cache_size", -4_096)?;
         // Checkpoints run on a thread of their own (see `Checkpointer`), so the writer only appends to
-        // the WAL; it checkpoints itself only if that thread falls far behind (320 MB of WAL).
+        // the WAL; it checkpoints itself only if that thread falls far behind (320 MB of WAL). Once a
+        // checkpoint has copied everything, the WAL starts over and its file is cut back to 64 MB.
         conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
         let checkpointer = Checkpointer::spawn(path, config.busy_timeout)?;
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
@@ -626,7 +624,8 @@ const INSERT_CLAIM: &str = "INSERT INTO claims (event_id, live_id, room_id, msg_
 /// The latest handle, nickname and avatar win (latest by event time, so replaying an old recording
 /// does not undo a rename); a missing avatar does not erase a known one. An existing row is rewritten
 /// only for a new handle or nickname, or an earlier `first_seen` (see
-/// [`WriterConfig::last_seen_every`] for `last_seen`): a new avatar alone does not count, since TikTok re-signs avatar URLs.
+/// [`WriterConfig::last_seen_every`] for `last_seen`): a new avatar alone does not count, since
+/// TikTok re-signs avatar URLs.
 const UPSERT_BUYER: &str = "INSERT INTO buyers (id, unique_id, nickname, avatar_url, first_seen, last_seen) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (id) DO UPDATE SET \
