@@ -377,6 +377,12 @@ impl<W: Write> Emitter<W> {
         self.store(|w, live| w.send(live, event));
     }
 
+    /// Stores the live's title (from room info), after the rows queued before it.
+    pub fn store_live_title(&mut self, title: &str) {
+        self.send_pending();
+        self.store(|w, live| w.set_live_title(live, title));
+    }
+
     /// Writes a line tiklive makes itself (connection changes); never de-duplicated.
     pub fn emit_event(&mut self, renderer: &Renderer, event: &Event) -> io::Result<()> {
         self.store_event(event);

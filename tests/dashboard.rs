@@ -236,6 +236,8 @@ fn a_claim_in_the_chat_becomes_a_sale_from_the_dashboard() {
         &query("#status .live[data-username='seller'][data-state='connected']"),
         WAIT,
     );
+    let title = browser.wait_for("#status .live[data-username='seller'] .live-title:not([hidden])");
+    assert_eq!(title, room_title(ROOM_ID).trim());
     let hello_line = browser.wait_for(&format!(".chat-line[data-msg-id='{}']", hello.msg_id));
     assert!(
         hello_line.contains("bonjour !") && hello_line.contains("Léa"),

@@ -48,6 +48,7 @@ fn serve_answers_the_api_and_feeds_websocket_clients() {
     let live = &status["lives"][0];
     assert_eq!(live["username"], "seller");
     assert_eq!(live["room_id"], ROOM_ID.to_string());
+    assert_eq!(live["title"], room_title(ROOM_ID).trim());
     assert_eq!(live["viewer_count"], 118);
     assert_eq!(live["total_likes"], 120);
     assert_eq!(live["gifts"], 1);

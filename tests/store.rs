@@ -156,18 +156,19 @@ fn watch_stores_exactly_what_it_prints() {
         "no --auto-sale"
     );
 
-    // One live, with its host, room and end.
-    let (host, room, source, ended): (String, i64, String, Option<i64>) = db
+    // One live, with its host, room, title (from room info, trimmed) and end.
+    let (host, room, source, title, ended): (String, i64, String, String, Option<i64>) = db
         .query_row(
-            "SELECT host, room_id, source, ended_at FROM lives",
+            "SELECT host, room_id, source, title, ended_at FROM lives",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .unwrap();
     assert_eq!(
         (host.as_str(), room, source.as_str()),
         ("seller", ROOM_ID as i64, "watch")
     );
+    assert_eq!(title, room_title(ROOM_ID).trim());
     assert!(ended.is_some());
 
     use std::os::unix::fs::PermissionsExt;

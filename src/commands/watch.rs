@@ -12,7 +12,9 @@ use crate::pipeline::{Emitted, Emitter, RenderedBatch, Renderer};
 use crate::protocol::FrameContent;
 use crate::recording::RecordingWriter;
 use crate::store::{LiveSource, NewLive};
-use crate::webcast::{Incoming, LiveEnd, LiveHandler, Verdict, normalise_username, run_live};
+use crate::webcast::{
+    Incoming, LiveEnd, LiveHandler, RoomInfo, Verdict, normalise_username, run_live,
+};
 
 pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
     let mut renderer = super::renderer(&args.output)?;
@@ -150,6 +152,12 @@ impl WatchHandler {
 impl LiveHandler for WatchHandler {
     fn room_found(&mut self, room_id: u64) {
         self.room_id = room_id;
+    }
+
+    fn room_info(&mut self, info: &RoomInfo) {
+        if let Some(title) = &info.title {
+            self.emitter.store_live_title(title);
+        }
     }
 
     fn handle(&mut self, incoming: Incoming<'_>) -> Verdict {

@@ -18,7 +18,7 @@ use crate::pipeline::{Dedupe, EventFilter};
 use crate::protocol::FrameContent;
 use crate::store::{LiveId, LiveSource, NewLive, PreparedEvent, SEND_CHUNK, StoreWriter};
 use crate::webcast::{
-    ClientConfig, ConnectError, Incoming, LiveEnd, LiveHandler, Verdict, run_live,
+    ClientConfig, ConnectError, Incoming, LiveEnd, LiveHandler, RoomInfo, Verdict, run_live,
 };
 
 /// Message ids remembered per live to drop the repeats a reconnect brings.
@@ -47,6 +47,8 @@ pub struct LiveStatus {
     pub username: String,
     pub state: LiveState,
     pub room_id: Option<String>,
+    /// The title room info gave the live.
+    pub title: Option<String>,
     pub live_id: Option<i64>,
     pub viewer_count: Option<u64>,
     pub total_likes: u64,
@@ -65,6 +67,7 @@ impl LiveStatus {
             username: username.to_owned(),
             state: LiveState::Connecting,
             room_id: None,
+            title: None,
             live_id: None,
             viewer_count: None,
             total_likes: 0,
@@ -395,6 +398,16 @@ impl LiveHandler for ServeHandler {
     fn room_found(&mut self, room_id: u64) {
         self.room_id = room_id;
         lock(&self.status).room_id = Some(room_id.to_string());
+        self.context.status_dirty.store(true, Ordering::Release);
+    }
+
+    fn room_info(&mut self, info: &RoomInfo) {
+        let Some(title) = &info.title else { return };
+        self.send();
+        if let Err(err) = self.context.writer.set_live_title(self.live, title) {
+            tracing::error!(%err, "cannot record the live's title");
+        }
+        lock(&self.status).title = Some(title.clone());
         self.context.status_dirty.store(true, Ordering::Release);
     }
 

@@ -13,12 +13,14 @@ use super::{LiveId, sql_count, sql_id};
 pub(super) enum Op {
     /// Boxed: the channel's slots then stay small, whichever command they hold.
     Event(Box<EventRow>),
-    /// From a connection line (which is not an event row) or `end_live`.
+    /// From a connection line (which is not an event row), `end_live` or `set_live_title`.
     Live {
         live: LiveId,
         /// Fills in `lives.room_id` when it is still 0.
         room_id: Option<i64>,
         ended_ms: Option<i64>,
+        /// Replaces the title; `None` keeps it.
+        title: Option<String>,
     },
 }
 
@@ -80,6 +82,7 @@ impl Op {
                 live,
                 room_id,
                 ended_ms,
+                title: None,
             });
         }
         if event.msg_id == 0 {
@@ -213,6 +216,7 @@ mod tests {
                 live: LiveId(1),
                 room_id: Some(ROOM as i64),
                 ended_ms: Some(9_000),
+                title: None,
             })
         );
         line.room_id = 0;

@@ -247,6 +247,17 @@ impl StoreWriter {
             live,
             room_id: None,
             ended_ms: Some(ended_ms),
+            title: None,
+        }]))
+    }
+
+    /// Records the title room info gives the live (it may change while the live runs).
+    pub fn set_live_title(&self, live: LiveId, title: &str) -> Result<(), StoreError> {
+        self.submit(Command::Ops(vec![Op::Live {
+            live,
+            room_id: None,
+            ended_ms: None,
+            title: Some(title.to_owned()),
         }]))
     }
 
@@ -649,7 +660,8 @@ const INSERT_AUTO_SALE: &str = "INSERT INTO sales (live_id, room_id, buyer_id, c
 
 const UPDATE_LIVE: &str = "UPDATE lives SET \
      room_id = CASE WHEN room_id = 0 AND ?2 IS NOT NULL THEN ?2 ELSE room_id END, \
-     ended_at = coalesce(?3, ended_at) \
+     ended_at = coalesce(?3, ended_at), \
+     title = coalesce(?4, title) \
      WHERE id = ?1";
 
 /// Writes one batch in one transaction. `ON CONFLICT DO NOTHING` rather than `INSERT OR IGNORE`: it
@@ -681,8 +693,9 @@ fn write_batch(
                     live,
                     room_id,
                     ended_ms,
+                    title,
                 } => {
-                    live_stmt.execute(params![live.0, room_id, ended_ms])?;
+                    live_stmt.execute(params![live.0, room_id, ended_ms, title])?;
                     continue;
                 }
             };
@@ -1215,9 +1228,27 @@ mod tests {
         let ended = || column("ended_at");
         assert_eq!(column("room_id"), ROOM as i64);
         assert_eq!(ended(), 9_000);
+        let title = || -> Option<String> {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .query_row("SELECT title FROM lives WHERE id = ?1", [l.get()], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(title().as_deref(), Some("Vente du soir"), "as begun");
+        w.set_live_title(l, "Vente live 🛍️").unwrap();
+        w.flush().unwrap();
+        assert_eq!(title().as_deref(), Some("Vente live 🛍️"));
+        w.set_live_title(l, "Dernières pièces").unwrap();
         w.end_live(l, 9_500).unwrap();
         let stats = w.finish().unwrap();
         assert_eq!(ended(), 9_500);
+        assert_eq!(
+            title().as_deref(),
+            Some("Dernières pièces"),
+            "a later title wins, the end keeps it"
+        );
         assert_eq!(count(&path, "SELECT count(*) FROM events"), 0);
         assert_eq!((stats.events, stats.skipped), (0, 1));
     }

@@ -230,8 +230,9 @@ impl Http {
     }
 
     /// Checks the room with room info: status 4 means offline. Other failures are not fatal, since
-    /// room info is not needed to connect (age-restricted rooms answer with an almost empty body).
-    pub async fn check_live(&self, room_id: u64) -> Result<(), ConnectError> {
+    /// room info is not needed to connect (age-restricted rooms answer with an almost empty body);
+    /// they leave [`RoomInfo`] empty.
+    pub async fn check_live(&self, room_id: u64) -> Result<RoomInfo, ConnectError> {
         let id = room_id.to_string();
         let url = self.with_params(
             &self.config.webcast_url,
@@ -250,17 +251,37 @@ impl Http {
                         "room info is restricted (age-restricted or private live); connecting anyway"
                     );
                 }
-                Ok(())
+                Ok(RoomInfo::from_data(data))
             }
             Ok((status, _)) => {
                 tracing::debug!(status, "room info failed; connecting anyway");
-                Ok(())
+                Ok(RoomInfo::default())
             }
             Err(e) => {
                 tracing::debug!(%e, "room info failed; connecting anyway");
-                Ok(())
+                Ok(RoomInfo::default())
             }
         }
+    }
+}
+
+/// What room info says about a live that tiklive keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// The title the host gave the live; `None` when room info had none (or failed).
+    pub title: Option<String>,
+}
+
+/// Titles longer than this many characters are cut (TikTok's own limit is far below).
+const MAX_TITLE_CHARS: usize = 200;
+
+impl RoomInfo {
+    fn from_data(data: &Value) -> RoomInfo {
+        let title = data["title"]
+            .as_str()
+            .map(|t| t.trim().chars().take(MAX_TITLE_CHARS).collect::<String>())
+            .filter(|t| !t.is_empty());
+        RoomInfo { title }
     }
 }
 
@@ -368,6 +389,21 @@ fn api_live_room(json: &Value) -> ApiLive {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_info_gives_the_title_trimmed_and_bounded() {
+        let title = |data: Value| RoomInfo::from_data(&data).title;
+        assert_eq!(
+            title(serde_json::json!({"status": 2, "title": " Vente live 🛍️ robes "})).as_deref(),
+            Some("Vente live 🛍️ robes")
+        );
+        assert_eq!(title(serde_json::json!({"status": 2, "title": "  "})), None);
+        assert_eq!(title(serde_json::json!({"status": 2, "title": 7})), None);
+        // What an age-restricted room answers.
+        assert_eq!(title(serde_json::json!({"prompts": ""})), None);
+        let long = title(serde_json::json!({"title": "é".repeat(500)})).unwrap();
+        assert_eq!(long.chars().count(), MAX_TITLE_CHARS);
+    }
 
     #[test]
     fn usernames_are_normalised_from_every_form() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::Exit;
 
 pub(crate) use lookup::without_url;
-pub use lookup::{normalise_username, parse_sigi_state};
+pub use lookup::{RoomInfo, normalise_username, parse_sigi_state};
 pub use session::{Incoming, LiveEnd, LiveHandler, Verdict, run_live};
 pub use sign::SignedConnection;
 

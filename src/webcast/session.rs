@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::lookup::Http;
+use super::lookup::{Http, RoomInfo};
 use super::socket::{self, Socket};
 use super::{ClientConfig, ConnectError, SignedConnection};
 use crate::events::{ConnectionState, Event, EventData, rfc3339_ms};
@@ -40,6 +40,10 @@ pub trait LiveHandler {
     /// Called once the room id is known (before any connection line), so that lines written after a
     /// failure can still name the room.
     fn room_found(&mut self, _room_id: u64) {}
+
+    /// Called with what room info said, after `room_found` and again after each reconnect (a host
+    /// may retitle a live while it runs).
+    fn room_info(&mut self, _info: &RoomInfo) {}
 }
 
 /// How a live run ended without an error.
@@ -128,18 +132,18 @@ async fn find_live_room(
     http: &Http,
     backoff: &mut Backoff<'_>,
     handler: &mut impl LiveHandler,
-) -> Result<Option<u64>, ConnectError> {
+) -> Result<Option<(u64, RoomInfo)>, ConnectError> {
     loop {
         let found = match http.config.room_id {
             Some(id) => Ok(id),
             None => http.resolve_room_id().await,
         };
         let checked = match found {
-            Ok(id) => http.check_live(id).await.map(|()| id),
+            Ok(id) => http.check_live(id).await.map(|info| (id, info)),
             Err(e) => Err(e),
         };
         match checked {
-            Ok(id) => return Ok(Some(id)),
+            Ok(found) => return Ok(Some(found)),
             Err(e) if e.is_retryable() => {
                 let reason = e.to_string();
                 let delay = backoff.next(&reason, None)?;
@@ -164,10 +168,11 @@ pub async fn run_live(
         config,
         failures: 0,
     };
-    let Some(room_id) = find_live_room(&http, &mut backoff, handler).await? else {
+    let Some((room_id, info)) = find_live_room(&http, &mut backoff, handler).await? else {
         return Ok(LiveEnd::Stopped);
     };
     handler.room_found(room_id);
+    handler.room_info(&info);
     tracing::info!(user = %config.unique_id, room_id, "connecting");
 
     let mut resume = Resume::default();
@@ -204,8 +209,11 @@ pub async fn run_live(
             return Ok(LiveEnd::Stopped);
         }
         drop_reason = Some(reason);
-        if let Err(ConnectError::Offline(_)) = http.check_live(room_id).await {
-            return Ok(LiveEnd::Offline);
+        match http.check_live(room_id).await {
+            Ok(info) => handler.room_info(&info),
+            Err(ConnectError::Offline(_)) => return Ok(LiveEnd::Offline),
+            // Anything else shows in the connection attempt that follows.
+            Err(_) => {}
         }
     }
 }

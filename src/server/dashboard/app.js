@@ -393,6 +393,7 @@ function buildLive(name) {
   action.type = 'button';
   node.append(
     el('header', null, el('span', 'live-name', '@' + name), badge),
+    el('p', 'live-title'),
     el(
       'dl',
       'counters',
@@ -419,6 +420,9 @@ function updateLive(node, live) {
   const diamonds = live.gift_diamonds ? ` · ${formatCount(live.gift_diamonds)} 💎` : '';
   setText(cell('gifts'), formatCount(live.gifts) + diamonds);
   setText(cell('claims'), formatCount(live.claims));
+  const title = node.querySelector('.live-title');
+  setText(title, live.title || '');
+  show(title, Boolean(live.title));
   const error = node.querySelector('.live-error');
   setText(error, live.error || '');
   show(error, Boolean(live.error));

@@ -5,6 +5,7 @@
 //! TikTok would not accept is recorded as a violation; tests assert there are none.
 
 mod peers;
+pub use peers::room_title;
 mod push;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -153,7 +153,7 @@ fn live_page(host: Host, user: &str) -> Answer {
             "AppContext": {"appContext": {"language": "en"}},
             "LiveRoom": {"liveRoomUserInfo": {
                 "user": {"id": "6809568862012081157", "uniqueId": user, "roomId": room_id.to_string(), "status": status},
-                "liveRoom": {"roomId": room_id.to_string(), "status": status, "title": "Vente live"}
+                "liveRoom": {"roomId": room_id.to_string(), "status": status, "title": room_title(room_id)}
             }}
         })
     };
@@ -177,7 +177,7 @@ fn api_live(host: Host, user: &str) -> Answer {
             "message": "",
             "data": {
                 "user": {"id": "6809568862012081157", "uniqueId": user, "nickname": user, "roomId": room_id.to_string(), "status": status},
-                "liveRoom": {"status": status, "title": "Vente live", "liveRoomStats": {"userCount": 120}}
+                "liveRoom": {"status": status, "title": room_title(room_id), "liveRoomStats": {"userCount": 120}}
             }
         })
     };
@@ -225,8 +225,13 @@ fn webcast(shared: &Shared, request: &Request) -> Answer {
     };
     json(
         200,
-        serde_json::json!({"data": {"id_str": room_id.to_string(), "status": status, "title": "Vente live", "user_count": 120}, "extra": {"now": now_ms()}, "status_code": 0}),
+        serde_json::json!({"data": {"id_str": room_id.to_string(), "status": status, "title": room_title(room_id), "user_count": 120}, "extra": {"now": now_ms()}, "status_code": 0}),
     )
+}
+
+/// The title a room's host gave it: padded with spaces and with an emoji, as hosts write them.
+pub fn room_title(room_id: u64) -> String {
+    format!(" Vente live 🛍️ n°{} ", room_id % 1000)
 }
 
 fn sign(shared: &Shared, request: &Request) -> Answer {
