@@ -516,13 +516,16 @@ fn split_digits_letters(t: &str) -> Option<(&str, &str)> {
         .then_some((digits, letters))
 }
 
-/// 1..=999, or `None` for 0 and anything larger.
+/// The largest quantity a claim can carry.
+pub const MAX_QUANTITY: u32 = 999;
+
+/// 1..=[`MAX_QUANTITY`], or `None` for 0 and anything larger.
 fn quantity_value(digits: &str) -> Option<u32> {
     let digits = digits.trim_start_matches('0');
     if digits.is_empty() || digits.len() > 3 {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&n| n <= MAX_QUANTITY)
 }
 
 fn is_reserved(w: &str) -> bool {

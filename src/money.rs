@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::claims::MAX_QUANTITY;
+
 /// A price: `minor` units (cents; yen for JPY) of `currency`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Price {
@@ -156,6 +158,12 @@ impl PriceList {
                 .filter(|c| !c.is_empty())
                 .unwrap_or(default_currency);
             match parse_price(price, currency) {
+                // An automatic sale is priced × the claim's quantity: its total must fit.
+                Ok(p) if p.minor.checked_mul(i64::from(MAX_QUANTITY)).is_none() => {
+                    return Err(format!(
+                        "line {line}: the price {price} is too large (a claim of {MAX_QUANTITY} would overflow the total)"
+                    ));
+                }
                 Ok(price) => {
                     prices.insert(item.to_lowercase(), price);
                 }
@@ -248,5 +256,22 @@ mod tests {
         assert_eq!(french.get("A1"), Some(&price(1250, "EUR").unwrap()));
         let err = PriceList::parse("A1,12\nA2,douze\n", "EUR").unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
+        // The largest price whose total for the largest claim still fits, and one cent more.
+        let most = i64::MAX / i64::from(MAX_QUANTITY);
+        let fits = format!("A1,{}.{:02}\n", most / 100, most % 100);
+        assert_eq!(
+            PriceList::parse(&fits, "EUR")
+                .unwrap()
+                .get("A1")
+                .unwrap()
+                .minor,
+            most
+        );
+        let over = format!("A1,{}.{:02}\n", (most + 1) / 100, (most + 1) % 100);
+        let err = PriceList::parse(&over, "EUR").unwrap_err();
+        assert!(
+            err.starts_with("line 1: the price") && err.contains("too large"),
+            "{err}"
+        );
     }
 }
