@@ -10,8 +10,9 @@ use std::sync::mpsc;
 use rusqlite::types::{ToSql, ValueRef};
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::events::format_rfc3339_ms;
+use crate::events::{format_rfc3339_ms, rfc3339_ms};
 use crate::money::format_minor;
+use crate::store::{Store, StoreError};
 
 /// The UTF-8 byte order mark, by which Excel recognises a UTF-8 CSV file.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -210,35 +211,87 @@ pub enum ExportError {
     Write(#[source] io::Error),
 }
 
-/// Checks that the live and room the filters name exist, so that a typo is an error rather than an
-/// empty file. (The user is resolved to a buyer before, by `Store::find_buyer`.)
-pub fn check_filters(conn: &Connection, kind: Kind, filters: &Filters) -> Result<(), ExportError> {
+/// The filters of an export as asked for (`tiklive export`'s flags, `/export`'s query), the user
+/// still a `@handle` or an id.
+#[derive(Debug, Clone, Default)]
+pub struct AskedFilters {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub live: Option<i64>,
+    pub room: Option<u64>,
+    pub user: Option<String>,
+}
+
+impl AskedFilters {
+    /// What can be refused without the database: an empty time range, a user filter on viewers.
+    pub fn check(&self, kind: Kind) -> Result<(), ExportError> {
+        if let (Some(since), Some(until)) = (self.since_ms, self.until_ms)
+            && since >= until
+        {
+            return Err(ExportError::Invalid(format!(
+                "the time range is empty: since {} is not before until {}",
+                rfc3339_ms(since),
+                rfc3339_ms(until)
+            )));
+        }
+        if kind == Kind::Viewers && self.user.is_some() {
+            return Err(ExportError::Invalid(
+                "viewer counts have no user: a user filter does not apply to viewers".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks what was asked against the database and resolves the user to a buyer, so that an empty
+/// time range or a live, room or user that is not in the database is an error rather than an empty
+/// file. Shared by the command and the API, which must agree on what they refuse.
+pub fn resolve_filters(
+    store: &Store,
+    kind: Kind,
+    asked: AskedFilters,
+) -> Result<Filters, ExportError> {
+    asked.check(kind)?;
+    let user = match &asked.user {
+        Some(spec) => Some(
+            store
+                .find_buyer(spec)
+                .map_err(|e| match e {
+                    StoreError::Sqlite(e) => ExportError::Sqlite(e),
+                    other => ExportError::Invalid(other.to_string()),
+                })?
+                .ok_or_else(|| ExportError::NotFound(format!("no user {spec} in the database")))?,
+        ),
+        None => None,
+    };
+    let conn = store.conn();
     let exists = |sql: &str, value: i64| -> rusqlite::Result<bool> {
         Ok(conn
             .query_row(sql, [value], |_| Ok(()))
             .optional()?
             .is_some())
     };
-    if let Some(live) = filters.live
+    if let Some(live) = asked.live
         && !exists("SELECT 1 FROM lives WHERE id = ?1", live)?
     {
         return Err(ExportError::NotFound(format!(
             "no live {live} in the database"
         )));
     }
-    if let Some(room) = filters.room
+    if let Some(room) = asked.room
         && !exists("SELECT 1 FROM lives WHERE room_id = ?1", room as i64)?
     {
         return Err(ExportError::NotFound(format!(
             "no live of room {room} in the database"
         )));
     }
-    if kind == Kind::Viewers && filters.user.is_some() {
-        return Err(ExportError::Invalid(
-            "viewer counts have no user: a user filter does not apply to viewers".into(),
-        ));
-    }
-    Ok(())
+    Ok(Filters {
+        since_ms: asked.since_ms,
+        until_ms: asked.until_ms,
+        live: asked.live,
+        room: asked.room,
+        user,
+    })
 }
 
 /// Writes the header and every row of `request` to `out` as CSV, then flushes it. Reads from one

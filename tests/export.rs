@@ -989,7 +989,7 @@ fn bad_times_kinds_and_delimiters_exit_2() {
         (vec!["--until", "2026-13-01"], "--until: invalid time"),
         (
             vec!["--since", "2026-01-02", "--until", "2026-01-01"],
-            "--since must be before --until",
+            "the time range is empty: since 2026-01-02T00:00:00.000Z is not before until 2026-01-01T00:00:00.000Z",
         ),
         (vec!["bogus"], "bogus"),
         (

@@ -225,6 +225,18 @@ fn serve_answers_the_api_and_feeds_websocket_clients() {
         server.get("/export/chat.csv?since=yesterday-ish").status,
         400
     );
+    // The same refusals as `tiklive export`: an empty time range, an unknown user.
+    let empty = server.get("/export/chat.csv?since=2026-01-02&until=2026-01-01");
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    assert!(
+        empty.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the time range is empty")),
+        "{}",
+        empty.body
+    );
+    assert_eq!(server.get("/export/chat.csv?user=@nobody").status, 404);
+    assert_eq!(server.get("/export/viewers.csv?user=@seller").status, 400);
 
     // Errors are JSON with a fitting status.
     let missing = server.get("/nope");

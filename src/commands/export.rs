@@ -14,7 +14,7 @@ use crate::cli::{ExportArgs, ExportKind};
 use crate::error::{Exit, NotFoundError, UsageError, is_closed_pipe};
 use crate::events::{now_ms, parse_time_arg};
 use crate::export::{
-    self, CsvFormat, Cursor, ExportError, Filters, Kind, Progress, Request, Written,
+    self, AskedFilters, CsvFormat, Cursor, ExportError, Kind, Progress, Request, Written,
 };
 use crate::store::{Store, StoreError};
 
@@ -33,30 +33,18 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     };
     let since_ms = time("--since", &args.since)?;
     let until_ms = time("--until", &args.until)?;
-    if let (Some(since), Some(until)) = (since_ms, until_ms)
-        && since >= until
-    {
-        return Err(UsageError("--since must be before --until".into()).into());
-    }
-
-    let store = open_existing(&super::db_path(&args.db)?)?;
-    let user = match &args.user {
-        Some(spec) => Some(
-            store
-                .find_buyer(spec)?
-                .ok_or_else(|| NotFoundError(format!("no user {spec} in the database")))?,
-        ),
-        None => None,
-    };
-    let filters = Filters {
+    let asked = AskedFilters {
         since_ms,
         until_ms,
         live: args.live,
         room: args.room,
-        user,
+        user: args.user.clone(),
     };
+    // Usage errors before the database is opened.
+    asked.check(kind).map_err(command_error)?;
+    let store = open_existing(&super::db_path(&args.db)?)?;
+    let filters = export::resolve_filters(&store, kind, asked).map_err(command_error)?;
     let conn = store.conn();
-    export::check_filters(conn, kind, &filters).map_err(command_error)?;
     let cursor = match &args.incremental {
         Some(name) => Some(Cursor::load(conn, name, kind).map_err(command_error)?),
         None => None,

@@ -18,7 +18,7 @@ use warp::{Filter, Rejection, Reply};
 use super::AppState;
 use super::feed::lock;
 use crate::events::{now_ms, parse_time_arg};
-use crate::export::{self, CsvFormat, ExportError, Filters, Kind};
+use crate::export::{self, CsvFormat, ExportError, Kind};
 use crate::money::{Price, parse_price};
 use crate::orders::{self, NewSale, SaleChanges, SaleError, SaleErrorKind, SaleFilter, SaleStatus};
 use crate::store::{Store, history};
@@ -823,26 +823,18 @@ async fn export_csv(
     let request = tokio::task::spawn_blocking(move || -> Result<export::Request, ApiError> {
         // Its own connection: a long export must not hold up sales.
         let store = Store::open(&path)?;
-        let user =
-            match user {
-                Some(spec) => Some(store.find_buyer(&spec)?.ok_or_else(|| {
-                    ApiError::not_found(format!("no user {spec} in the database"))
-                })?),
-                None => None,
-            };
-        let filters = Filters {
+        let asked = export::AskedFilters {
             since_ms,
             until_ms,
             live,
             room,
             user,
         };
-        let export_error = |e: ExportError| match e {
+        let filters = export::resolve_filters(&store, kind, asked).map_err(|e| match e {
             ExportError::Invalid(m) => ApiError::bad_request(m),
             ExportError::NotFound(m) => ApiError::not_found(m),
             other => ApiError::internal(other),
-        };
-        export::check_filters(store.conn(), kind, &filters).map_err(export_error)?;
+        })?;
         let request = export::Request {
             kind,
             filters,
