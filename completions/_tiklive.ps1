@@ -226,6 +226,7 @@ Register-ArgumentCompleter -Native -CommandName 'tiklive' -ScriptBlock {
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The private key of --tls-cert (PEM)')
             [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Also write logs to FILE, rotated daily (FILE.YYYY-MM-DD)')
             [CompletionResult]::new('--claim-pattern', '--claim-pattern', [CompletionResultType]::ParameterName, 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)')
+            [CompletionResult]::new('--offline-poll', '--offline-poll', [CompletionResultType]::ParameterName, 'While a followed host is not live, check again this often, and follow each new live of theirs (0: stop at the first "not live")')
             [CompletionResult]::new('--commit-interval', '--commit-interval', [CompletionResultType]::ParameterName, 'Commit stored events at least this often')
             [CompletionResult]::new('--commit-events', '--commit-events', [CompletionResultType]::ParameterName, 'Commit at most this many events in one transaction')
             [CompletionResult]::new('--redirect-uri', '--redirect-uri', [CompletionResultType]::ParameterName, 'The redirect URI of the dashboard''s "Connect TikTok" flow, exactly as registered for the app: this server''s /callback/ or /webhook/ URL (default: http(s)://localhost:PORT/callback/)')

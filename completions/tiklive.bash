@@ -797,7 +797,7 @@ _tiklive() {
             return 0
             ;;
         tiklive__subcmd__serve)
-            opts="-q -v -h -V --user --bind --port --ws-port --api-token --cors-origin --tls-cert --tls-key --log-file --claim-pattern --commit-interval --commit-events --redirect-uri --scopes --client-key --auth-url --open-api-url --db --auto-sale --price-list --currency --room-id --web-url --webcast-url --sign-url --sign-api-key --session-id --tt-target-idc --proxy --user-agent --max-retries --retry-delay --dead-after --heartbeat-interval --http-timeout --no-compress --quiet --verbose --help --version"
+            opts="-q -v -h -V --user --bind --port --ws-port --api-token --cors-origin --tls-cert --tls-key --log-file --claim-pattern --offline-poll --commit-interval --commit-events --redirect-uri --scopes --client-key --auth-url --open-api-url --db --auto-sale --price-list --currency --room-id --web-url --webcast-url --sign-url --sign-api-key --session-id --tt-target-idc --proxy --user-agent --max-retries --retry-delay --dead-after --heartbeat-interval --http-timeout --no-compress --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -840,6 +840,10 @@ _tiklive() {
                     return 0
                     ;;
                 --claim-pattern)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offline-poll)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

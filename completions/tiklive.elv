@@ -209,6 +209,7 @@ set edit:completion:arg-completer[tiklive] = {|@words|
             cand --tls-key 'The private key of --tls-cert (PEM)'
             cand --log-file 'Also write logs to FILE, rotated daily (FILE.YYYY-MM-DD)'
             cand --claim-pattern 'Regular expression that replaces the claim keyword (default: JP, j''prends, je prends…)'
+            cand --offline-poll 'While a followed host is not live, check again this often, and follow each new live of theirs (0: stop at the first "not live")'
             cand --commit-interval 'Commit stored events at least this often'
             cand --commit-events 'Commit at most this many events in one transaction'
             cand --redirect-uri 'The redirect URI of the dashboard''s "Connect TikTok" flow, exactly as registered for the app: this server''s /callback/ or /webhook/ URL (default: http(s)://localhost:PORT/callback/)'

@@ -161,6 +161,7 @@ complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l tls-cert -d 'S
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert (PEM)' -r -F
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l log-file -d 'Also write logs to FILE, rotated daily (FILE.YYYY-MM-DD)' -r -F
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l claim-pattern -d 'Regular expression that replaces the claim keyword (default: JP, j\'prends, je prends…)' -r
+complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l offline-poll -d 'While a followed host is not live, check again this often, and follow each new live of theirs (0: stop at the first "not live")' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l commit-interval -d 'Commit stored events at least this often' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l commit-events -d 'Commit at most this many events in one transaction' -r
 complete -c tiklive -n "__fish_tiklive_using_subcommand serve" -l redirect-uri -d 'The redirect URI of the dashboard\'s "Connect TikTok" flow, exactly as registered for the app: this server\'s /callback/ or /webhook/ URL (default: http(s)://localhost:PORT/callback/)' -r

@@ -263,6 +263,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "REGEX", env = "TIKLIVE_CLAIM_PATTERN")]
     pub claim_pattern: Option<String>,
 
+    /// While a followed host is not live, check again this often, and follow each new live of
+    /// theirs (0: stop at the first "not live").
+    #[arg(long, value_name = "DURATION", env = "TIKLIVE_OFFLINE_POLL", default_value = "60s", value_parser = parse_duration)]
+    pub offline_poll: Duration,
+
     /// Commit stored events at least this often.
     #[arg(long, value_name = "DURATION", env = "TIKLIVE_COMMIT_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub commit_interval: Duration,

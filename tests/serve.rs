@@ -409,6 +409,76 @@ fn connect_and_disconnect_follow_lives_on_demand() {
 }
 
 #[test]
+fn an_offline_host_is_checked_again_and_each_of_their_lives_followed() {
+    // Offline for two checks; then a live that ends, and, at the next check, another one.
+    let mut m = Messages::new(ROOM_ID);
+    let (first, second) = (m.chat(&buyer(), "JP A12 M"), m.chat(&fan(), "re !"));
+    let scenario = Scenario {
+        hosts: vec![("seller".into(), Host::LiveAfter(ROOM_ID, 2))],
+        ..Scenario::default()
+    }
+    .script(vec![Step::frame(vec![first.clone(), m.control(3)])])
+    .script(vec![Step::frame(vec![second.clone()]), Step::Silence]);
+    let mock = Mock::start(scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &mock,
+        dir.path(),
+        &["--user", "@seller", "--offline-poll", "1s"],
+    );
+
+    let offline = server.wait_for("/status", "the host offline, with the next check", |s| {
+        s["lives"][0]["state"] == "offline" && s["lives"][0]["next_check_at"].is_string()
+    });
+    assert_eq!(offline["lives"][0]["live_id"], Value::Null, "{offline}");
+    let status = server.wait_for("/status", "the second live to be followed", |s| {
+        s["lives"][0]["state"] == "connected"
+            && s["lives"][0]["live_id"] == 2
+            && s["lives"][0]["events"].as_u64() >= Some(1)
+    });
+    let live = &status["lives"][0];
+    assert_eq!(live["next_check_at"], Value::Null);
+    assert_eq!(
+        live["claims"], 0,
+        "counters start again with each live: {live}"
+    );
+    let page = "/@seller/live";
+    let checks = mock
+        .state()
+        .requests(Role::Web)
+        .iter()
+        .filter(|r| r.request.path == page)
+        .count();
+    assert_eq!(checks, 4, "two offline checks, one per live");
+
+    // One row per live, none for the checks; each live has its own events.
+    let db = rusqlite::Connection::open(default_db(dir.path())).unwrap();
+    let read = || -> Vec<(i64, Option<i64>, i64)> {
+        db.prepare(
+            "SELECT l.id, l.ended_at, (SELECT count(*) FROM events e WHERE e.live_id = l.id AND e.type = 'chat') \
+             FROM lives l ORDER BY l.id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    // The second live's chat is committed within the commit interval (100 ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lives = read();
+    while lives.len() == 2 && lives[1].2 == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        lives = read();
+    }
+    assert_eq!(lives.len(), 2, "{lives:?}");
+    assert!(lives[0].1.is_some(), "the first live ended: {lives:?}");
+    assert_eq!((lives[0].2, lives[1].2), (1, 1), "{lives:?}");
+    let violations = mock.state().violations;
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[test]
 fn off_loopback_the_token_is_required() {
     let scenario = live();
     let mock = Mock::start(scenario);

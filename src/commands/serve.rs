@@ -53,6 +53,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         },
         users,
         client: super::client_config(&args.connection, String::new()),
+        offline_poll: (!args.offline_poll.is_zero()).then_some(args.offline_poll),
         decode: DecodeOptions {
             include_raw: false,
             claims,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -18,7 +19,8 @@ use crate::pipeline::{Dedupe, EventFilter};
 use crate::protocol::FrameContent;
 use crate::store::{LiveId, LiveSource, NewLive, PreparedEvent, SEND_CHUNK, StoreWriter};
 use crate::webcast::{
-    ClientConfig, ConnectError, Incoming, LiveEnd, LiveHandler, RoomInfo, Verdict, run_live,
+    ClientConfig, ConnectError, Incoming, LiveEnd, LiveHandler, RoomInfo, Verdict, find_live,
+    run_live,
 };
 
 /// Message ids remembered per live to drop the repeats a reconnect brings.
@@ -59,6 +61,8 @@ pub struct LiveStatus {
     pub last_event_at: Option<String>,
     pub reconnect_attempts: u32,
     pub error: Option<String>,
+    /// While the host is not live (offline, or their live ended): when `serve` checks again.
+    pub next_check_at: Option<String>,
 }
 
 impl LiveStatus {
@@ -78,6 +82,7 @@ impl LiveStatus {
             last_event_at: None,
             reconnect_attempts: 0,
             error: None,
+            next_check_at: None,
         }
     }
 
@@ -116,6 +121,8 @@ pub struct LiveContext {
     pub decode: DecodeOptions,
     /// Set when a status changed; the status ticker publishes it.
     pub status_dirty: AtomicBool,
+    /// How often to check whether a host who is not live has started; `None`: give up at once.
+    pub offline_poll: Option<Duration>,
 }
 
 struct Slot {
@@ -230,20 +237,90 @@ async fn stop(run: Run) {
     }
 }
 
-/// Follows one live until it ends, fails, or is stopped.
+/// Follows a host until stopped or an error ends it: while they are not live, checks again every
+/// `offline_poll`; follows each live they start; once a live is over, waits for the next one. A
+/// `lives` row is begun only when a live is found, so the checks leave nothing in the database.
 async fn follow(
     context: Arc<LiveContext>,
     username: String,
     status: Arc<Mutex<LiveStatus>>,
-    stop: oneshot::Receiver<()>,
+    mut stop: oneshot::Receiver<()>,
 ) {
+    let config = ClientConfig {
+        unique_id: username.clone(),
+        ..context.client.clone()
+    };
+    loop {
+        let found = tokio::select! {
+            found = find_live(&config) => found,
+            _ = &mut stop => return stopped_waiting(&context, &status),
+        };
+        match found {
+            Ok((room_id, _)) => {
+                if follow_live(&context, &config, room_id, &status, &mut stop).await
+                    == LiveOver::Done
+                {
+                    return;
+                }
+            }
+            Err(ConnectError::Offline(_)) => {
+                tracing::info!(user = %username, "the host is not live");
+                wait_state(&context, &status, LiveState::Offline, None);
+            }
+            // The next check may work: TikTok or the network failing is not the host's doing.
+            Err(err) if err.is_retryable() => {
+                tracing::warn!(user = %username, "cannot check whether the host is live: {err}");
+                wait_state(&context, &status, LiveState::Offline, Some(err.to_string()));
+            }
+            Err(err) => {
+                fail(&context, &status, err.to_string());
+                return;
+            }
+        }
+        let Some(poll) = context.offline_poll else {
+            return;
+        };
+        lock(&status).next_check_at = Some(rfc3339_ms(
+            now_ms().saturating_add(i64::try_from(poll.as_millis()).unwrap_or(i64::MAX)),
+        ));
+        context.status_dirty.store(true, Ordering::Release);
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = &mut stop => return stopped_waiting(&context, &status),
+        }
+        lock(&status).next_check_at = None;
+    }
+}
+
+/// Whether to wait for the host's next live once one is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LiveOver {
+    WaitForNext,
+    Done,
+}
+
+/// Follows one live, found in `room_id`, until it ends, fails, or is stopped.
+async fn follow_live(
+    context: &Arc<LiveContext>,
+    config: &ClientConfig,
+    room_id: u64,
+    status: &Arc<Mutex<LiveStatus>>,
+    stop: &mut oneshot::Receiver<()>,
+) -> LiveOver {
+    let username = &config.unique_id;
+    // The counters start again with each live.
+    *lock(status) = LiveStatus {
+        room_id: Some(room_id.to_string()),
+        ..LiveStatus::new(username)
+    };
+    context.status_dirty.store(true, Ordering::Release);
     let live = {
         let writer = Arc::clone(&context.writer);
         let host = username.clone();
         tokio::task::spawn_blocking(move || {
             writer.begin_live(NewLive {
                 host,
-                room_id: 0,
+                room_id,
                 title: None,
                 source: LiveSource::Watch,
                 started_ms: now_ms(),
@@ -254,25 +331,26 @@ async fn follow(
     let live = match live {
         Ok(Ok(live)) => live,
         Ok(Err(err)) => {
-            fail(&context, &status, format!("cannot record the live: {err}"));
-            return;
+            fail(context, status, format!("cannot record the live: {err}"));
+            return LiveOver::Done;
         }
         Err(err) => {
-            fail(&context, &status, format!("cannot record the live: {err}"));
-            return;
+            fail(context, status, format!("cannot record the live: {err}"));
+            return LiveOver::Done;
         }
     };
-    lock(&status).live_id = Some(live.get());
+    lock(status).live_id = Some(live.get());
+    // The room is known: reconnections go straight to it.
     let config = ClientConfig {
-        unique_id: username.clone(),
-        ..context.client.clone()
+        room_id: Some(room_id),
+        ..config.clone()
     };
     let mut handler = ServeHandler {
         live_name: username.as_str().into(),
-        context: Arc::clone(&context),
-        status: Arc::clone(&status),
+        context: Arc::clone(context),
+        status: Arc::clone(status),
         live,
-        room_id: 0,
+        room_id,
         dedupe: Dedupe::new(DEDUPE_WINDOW),
         filter: EventFilter::default(),
         rows: Vec::with_capacity(SEND_CHUNK),
@@ -281,20 +359,41 @@ async fn follow(
     };
     let outcome = tokio::select! {
         result = run_live(&config, &mut handler) => Some(result),
-        _ = stop => None,
+        _ = &mut *stop => None,
     };
-    let (state, reason, error) = match outcome {
-        None => (LiveState::Disconnected, "disconnected".to_owned(), None),
-        Some(Ok(LiveEnd::Stopped)) if handler.ended => {
-            (LiveState::Ended, "the live ended".to_owned(), None)
-        }
-        Some(Ok(LiveEnd::Stopped)) => (LiveState::Disconnected, "stopped".to_owned(), None),
-        Some(Ok(LiveEnd::Offline)) | Some(Err(ConnectError::Offline(_))) => {
-            (LiveState::Offline, "the host is not live".to_owned(), None)
-        }
+    let (state, reason, error, over) = match outcome {
+        None => (
+            LiveState::Disconnected,
+            "disconnected".to_owned(),
+            None,
+            LiveOver::Done,
+        ),
+        Some(Ok(LiveEnd::Stopped)) if handler.ended => (
+            LiveState::Ended,
+            "the live ended".to_owned(),
+            None,
+            LiveOver::WaitForNext,
+        ),
+        Some(Ok(LiveEnd::Stopped)) => (
+            LiveState::Disconnected,
+            "stopped".to_owned(),
+            None,
+            LiveOver::Done,
+        ),
+        Some(Ok(LiveEnd::Offline)) | Some(Err(ConnectError::Offline(_))) => (
+            LiveState::Offline,
+            "the host is not live".to_owned(),
+            None,
+            LiveOver::WaitForNext,
+        ),
         Some(Err(err)) => {
             let text = err.to_string();
-            (LiveState::Disconnected, text.clone(), Some(text))
+            (
+                LiveState::Disconnected,
+                text.clone(),
+                Some(text),
+                LiveOver::Done,
+            )
         }
     };
     if let Some(error) = &error {
@@ -303,6 +402,28 @@ async fn follow(
         tracing::info!(user = %username, "{reason}");
     }
     handler.finish(state, reason, error);
+    over
+}
+
+/// Shows that the host is not being followed right now, and why the last check failed, if it did.
+fn wait_state(
+    context: &LiveContext,
+    status: &Mutex<LiveStatus>,
+    state: LiveState,
+    error: Option<String>,
+) {
+    let mut status = lock(status);
+    status.state = state;
+    status.error = error;
+    context.status_dirty.store(true, Ordering::Release);
+}
+
+/// Stopped (`POST /disconnect`, shutdown) while waiting for a live: there is no live to end.
+fn stopped_waiting(context: &LiveContext, status: &Mutex<LiveStatus>) {
+    let mut status = lock(status);
+    status.state = LiveState::Disconnected;
+    status.next_check_at = None;
+    context.status_dirty.store(true, Ordering::Release);
 }
 
 /// Marks a live as stopped by an error before it could start.

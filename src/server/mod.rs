@@ -56,6 +56,8 @@ pub struct ServeConfig {
     pub users: Vec<String>,
     /// The connection settings of every live; `unique_id` is set per live.
     pub client: ClientConfig,
+    /// How often to check again whether a host who is not live has started; `None`: never.
+    pub offline_poll: Option<std::time::Duration>,
     pub decode: DecodeOptions,
     /// The currency of prices given without one.
     pub currency: String,
@@ -126,6 +128,7 @@ pub async fn serve(
         client: config.client.clone(),
         decode: config.decode.clone(),
         status_dirty: AtomicBool::new(false),
+        offline_poll: config.offline_poll,
     });
     let state = Arc::new(AppState {
         store: Mutex::new(store),

@@ -157,6 +157,18 @@ async fn find_live_room(
     }
 }
 
+/// Checks once, without retrying, whether the host of `config` is live: their room and what room
+/// info says of it. [`ConnectError::Offline`] when they are not.
+pub async fn find_live(config: &ClientConfig) -> Result<(u64, RoomInfo), ConnectError> {
+    let http = Http::new(config)?;
+    let room_id = match config.room_id {
+        Some(id) => id,
+        None => http.resolve_room_id().await?,
+    };
+    let info = http.check_live(room_id).await?;
+    Ok((room_id, info))
+}
+
 /// Follows one live until the handler stops, the room goes offline, or reconnecting fails
 /// `max_retries` times in a row.
 pub async fn run_live(

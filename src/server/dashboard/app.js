@@ -413,7 +413,10 @@ function updateLive(node, live) {
   const badge = node.querySelector('.state');
   badge.dataset.state = live.state;
   const attempts = live.state === 'reconnecting' && live.reconnect_attempts ? ` (${live.reconnect_attempts})` : '';
-  setText(badge, live.state + attempts);
+  const nextCheck = live.next_check_at
+    ? ` · next check ${new Date(live.next_check_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`
+    : '';
+  setText(badge, live.state + attempts + nextCheck);
   const cell = (name) => node.querySelector(`[data-field="${name}"]`);
   setText(cell('viewer_count'), formatCount(live.viewer_count));
   setText(cell('total_likes'), formatCount(live.total_likes));

@@ -38,6 +38,9 @@ pub enum Host {
     /// Live in this room, but the live page is a captcha page without SIGI_STATE, so only api-live
     /// gives the room.
     BlockedPage(u64),
+    /// Offline in this room for the first `n` requests of their live page, live from then on (a
+    /// host who starts a live while tiklive waits).
+    LiveAfter(u64, usize),
 }
 
 /// How a push frame's payload is encoded.
@@ -410,15 +413,17 @@ impl Shared {
         }
     }
 
-    fn host_of_room(&self, room_id: u64) -> Option<&Host> {
+    fn host_of_room(&self, room_id: u64) -> Option<Host> {
         self.scenario
             .hosts
             .iter()
-            .map(|(_, h)| h)
-            .find(|h| match h {
-                Host::Live(r) | Host::Offline(r) | Host::BlockedPage(r) => *r == room_id,
+            .find(|(_, h)| match h {
+                Host::Live(r) | Host::Offline(r) | Host::BlockedPage(r) | Host::LiveAfter(r, _) => {
+                    *r == room_id
+                }
                 Host::Unknown => false,
             })
+            .map(|(user, host)| self.now(user, host))
     }
 
     fn host_of_user(&self, user: &str) -> Host {
@@ -426,8 +431,29 @@ impl Shared {
             .hosts
             .iter()
             .find(|(u, _)| u == user)
-            .map(|(_, h)| h.clone())
-            .unwrap_or(Host::Unknown)
+            .map_or(Host::Unknown, |(user, host)| self.now(user, host))
+    }
+
+    /// What a host is at this moment: `LiveAfter(room, n)` turns live once their live page has been
+    /// answered `n` times (requests are recorded once answered).
+    fn now(&self, user: &str, host: &Host) -> Host {
+        match *host {
+            Host::LiveAfter(room, n) => {
+                let page = format!("/@{user}/live");
+                let asked = self
+                    .lock()
+                    .requests(Role::Web)
+                    .iter()
+                    .filter(|r| r.request.path == page)
+                    .count();
+                if asked >= n {
+                    Host::Live(room)
+                } else {
+                    Host::Offline(room)
+                }
+            }
+            ref other => other.clone(),
+        }
     }
 }
 

@@ -159,7 +159,8 @@ fn live_page(host: Host, user: &str) -> Answer {
     };
     let html = match host {
         Host::Live(r) => sigi(room(r, 2)),
-        Host::Offline(r) => sigi(room(r, 4)),
+        // `LiveAfter` is resolved to `Live` or `Offline` by `host_of_user`.
+        Host::Offline(r) | Host::LiveAfter(r, _) => sigi(room(r, 4)),
         Host::Unknown => sigi(serde_json::json!({"AppContext": {"appContext": {"language": "en"}}})),
         Host::BlockedPage(_) => "<!DOCTYPE html><html><body><div id=\"tiktok-verify-page\">Verify to continue</div></body></html>".into(),
     };
@@ -185,7 +186,7 @@ fn api_live(host: Host, user: &str) -> Answer {
         200,
         match host {
             Host::Live(r) | Host::BlockedPage(r) => room(r, 2),
-            Host::Offline(r) => room(r, 4),
+            Host::Offline(r) | Host::LiveAfter(r, _) => room(r, 4),
             Host::Unknown => {
                 serde_json::json!({"statusCode": 19881007, "message": "user_not_found"})
             }
