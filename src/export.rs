@@ -380,8 +380,9 @@ impl Batch {
         self.rows = 0;
     }
 
-    /// Appends the `columns` first values of `row`.
-    fn push(&mut self, row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<()> {
+    /// Appends the `columns` first values of `row`; returns the first one, the row's id.
+    fn push(&mut self, row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<i64> {
+        let first = self.values.len();
         for i in 0..columns {
             let value = match row.get_ref(i)? {
                 ValueRef::Null => Value::Null,
@@ -396,7 +397,15 @@ impl Batch {
             self.values.push(value);
         }
         self.rows += 1;
-        Ok(())
+        // Every kind's first column is a table's INTEGER PRIMARY KEY.
+        use rusqlite::types::Type;
+        let found = match self.values.get(first) {
+            Some(Value::Integer(id)) => return Ok(*id),
+            Some(Value::Real(_)) => Type::Real,
+            Some(Value::Text(..)) => Type::Text,
+            Some(Value::Null) | None => Type::Null,
+        };
+        Err(rusqlite::Error::InvalidColumnType(0, "id".into(), found))
     }
 }
 
@@ -430,8 +439,7 @@ fn read_rows(
     };
     let mut batch = new_batch();
     while let Some(row) = rows.next()? {
-        let id = row.get::<_, i64>(0)?;
-        batch.push(row, columns)?;
+        let id = batch.push(row, columns)?;
         written.rows += 1;
         written.last_id = Some(id);
         if batch.rows == BATCH_ROWS {
