@@ -33,7 +33,8 @@ pub enum LiveState {
     /// Looking up the room and opening the connection.
     Connecting,
     Connected,
-    /// The connection dropped; waiting before the next try.
+    /// The connection dropped, or checking whether the host is live failed; waiting before the next
+    /// try.
     Reconnecting,
     /// The host is not live (or stopped being live while tiklive reconnected).
     Offline,
@@ -61,7 +62,8 @@ pub struct LiveStatus {
     pub last_event_at: Option<String>,
     pub reconnect_attempts: u32,
     pub error: Option<String>,
-    /// While the host is not live (offline, or their live ended): when `serve` checks again.
+    /// While the host is not followed (offline, their live ended, or a check failed): when `serve`
+    /// checks again.
     pub next_check_at: Option<String>,
 }
 
@@ -270,7 +272,12 @@ async fn follow(
             // The next check may work: TikTok or the network failing is not the host's doing.
             Err(err) if err.is_retryable() => {
                 tracing::warn!(user = %username, "cannot check whether the host is live: {err}");
-                wait_state(&context, &status, LiveState::Offline, Some(err.to_string()));
+                wait_state(
+                    &context,
+                    &status,
+                    LiveState::Reconnecting,
+                    Some(err.to_string()),
+                );
             }
             Err(err) => {
                 fail(&context, &status, err.to_string());
