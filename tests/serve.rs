@@ -442,13 +442,7 @@ fn an_offline_host_is_checked_again_and_each_of_their_lives_followed() {
         live["claims"], 0,
         "counters start again with each live: {live}"
     );
-    let page = "/@seller/live";
-    let checks = mock
-        .state()
-        .requests(Role::Web)
-        .iter()
-        .filter(|r| r.request.path == page)
-        .count();
+    let checks = mock.state().live_page_requests("seller");
     assert_eq!(checks, 4, "two offline checks, one per live");
 
     // One row per live, none for the checks; each live has its own events.

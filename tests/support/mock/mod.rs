@@ -361,6 +361,15 @@ impl State {
         self.requests.iter().filter(|r| r.role == role).collect()
     }
 
+    /// How many times `user`'s live page was answered: one per check of whether they are live.
+    pub fn live_page_requests(&self, user: &str) -> usize {
+        let page = format!("/@{user}/live");
+        self.requests(Role::Web)
+            .iter()
+            .filter(|r| r.request.path == page)
+            .count()
+    }
+
     pub fn accepted(&self) -> Vec<&WsConn> {
         self.conns
             .iter()
@@ -439,14 +448,7 @@ impl Shared {
     fn now(&self, user: &str, host: &Host) -> Host {
         match *host {
             Host::LiveAfter(room, n) => {
-                let page = format!("/@{user}/live");
-                let asked = self
-                    .lock()
-                    .requests(Role::Web)
-                    .iter()
-                    .filter(|r| r.request.path == page)
-                    .count();
-                if asked >= n {
+                if self.lock().live_page_requests(user) >= n {
                     Host::Live(room)
                 } else {
                     Host::Offline(room)
