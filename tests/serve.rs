@@ -473,6 +473,50 @@ fn an_offline_host_is_checked_again_and_each_of_their_lives_followed() {
 }
 
 #[test]
+fn a_failed_check_is_retried_with_the_reconnect_delays_not_the_poll() {
+    // TikTok's lookups fail twice (503), then the host is found live.
+    let mut m = Messages::new(ROOM_ID);
+    let chat = m.chat(&buyer(), "JP 7");
+    let scenario = Scenario {
+        hosts: vec![("seller".into(), Host::Unavailable(ROOM_ID, 2))],
+        ..Scenario::default()
+    }
+    .script(vec![Step::frame(vec![chat]), Step::Silence]);
+    let mock = Mock::start(scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let server = Server::start(
+        &mock,
+        dir.path(),
+        &[
+            "--user",
+            "@seller",
+            "--offline-poll",
+            "60s",
+            "--retry-delay",
+            "200ms",
+        ],
+    );
+    wait_connected(&server, 1);
+    // 200 ms then 400 ms (plus jitter), not the 60 s poll.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let state = mock.state();
+    assert_eq!(
+        (
+            state.live_page_requests("seller"),
+            state.api_live_requests("seller")
+        ),
+        (3, 2),
+        "two failed checks (live page and api-live each), then the live page finds the room"
+    );
+    assert!(state.violations.is_empty(), "{:#?}", state.violations);
+}
+
+#[test]
 fn off_loopback_the_token_is_required() {
     let scenario = live();
     let mock = Mock::start(scenario);

@@ -252,47 +252,67 @@ async fn follow(
         unique_id: username.clone(),
         ..context.client.clone()
     };
+    // Checks in a row that failed (not "not live": failed to tell).
+    let mut failures = 0u32;
     loop {
         let found = tokio::select! {
             found = find_live(&config) => found,
             _ = &mut stop => return stopped_waiting(&context, &status),
         };
-        match found {
+        let wait = match found {
             Ok((room_id, _)) => {
+                failures = 0;
                 if follow_live(&context, &config, room_id, &status, &mut stop).await
                     == LiveOver::Done
                 {
                     return;
                 }
+                context.offline_poll
             }
             Err(ConnectError::Offline(_)) => {
+                failures = 0;
                 tracing::info!(user = %username, "the host is not live");
                 wait_state(&context, &status, LiveState::Offline, None);
+                context.offline_poll
             }
-            // The next check may work: TikTok or the network failing is not the host's doing.
+            // TikTok or the network failing is not the host's doing: the next check comes sooner, with
+            // the reconnect policy's delays (never later than the poll). Without a poll, the policy's
+            // number of tries applies.
             Err(err) if err.is_retryable() => {
-                tracing::warn!(user = %username, "cannot check whether the host is live: {err}");
+                failures += 1;
+                if context.offline_poll.is_none() && failures > config.max_retries {
+                    fail(&context, &status, err.to_string());
+                    return;
+                }
+                tracing::warn!(user = %username, attempt = failures, "cannot check whether the host is live: {err}");
                 wait_state(
                     &context,
                     &status,
                     LiveState::Reconnecting,
                     Some(err.to_string()),
                 );
+                lock(&status).reconnect_attempts = failures;
+                let backoff = config.retry_delay.saturating_mul(failures);
+                Some(
+                    context
+                        .offline_poll
+                        .map_or(backoff, |poll| poll.min(backoff)),
+                )
             }
             Err(err) => {
                 fail(&context, &status, err.to_string());
                 return;
             }
-        }
-        let Some(poll) = context.offline_poll else {
+        };
+        let Some(wait) = wait else {
             return;
         };
         lock(&status).next_check_at = Some(rfc3339_ms(
-            now_ms().saturating_add(i64::try_from(poll.as_millis()).unwrap_or(i64::MAX)),
+            now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
         ));
         context.status_dirty.store(true, Ordering::Release);
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = &mut stop => return stopped_waiting(&context, &status),
         }
         lock(&status).next_check_at = None;

@@ -41,6 +41,9 @@ pub enum Host {
     /// Offline in this room for the first `n` requests of their live page, live from then on (a
     /// host who starts a live while tiklive waits).
     LiveAfter(u64, usize),
+    /// Live in this room, but the live page and api-live answer 503 until api-live has been asked
+    /// `n` times (TikTok failing the first `n` lookups).
+    Unavailable(u64, usize),
 }
 
 /// How a push frame's payload is encoded.
@@ -370,6 +373,17 @@ impl State {
             .count()
     }
 
+    /// How many times api-live was asked about `user` and answered.
+    pub fn api_live_requests(&self, user: &str) -> usize {
+        self.requests(Role::Web)
+            .iter()
+            .filter(|r| {
+                r.request.path == "/api-live/user/room/"
+                    && r.request.param("uniqueId") == Some(user)
+            })
+            .count()
+    }
+
     pub fn accepted(&self) -> Vec<&WsConn> {
         self.conns
             .iter()
@@ -427,9 +441,11 @@ impl Shared {
             .hosts
             .iter()
             .find(|(_, h)| match h {
-                Host::Live(r) | Host::Offline(r) | Host::BlockedPage(r) | Host::LiveAfter(r, _) => {
-                    *r == room_id
-                }
+                Host::Live(r)
+                | Host::Offline(r)
+                | Host::BlockedPage(r)
+                | Host::LiveAfter(r, _)
+                | Host::Unavailable(r, _) => *r == room_id,
                 Host::Unknown => false,
             })
             .map(|(user, host)| self.now(user, host))
@@ -444,7 +460,8 @@ impl Shared {
     }
 
     /// What a host is at this moment: `LiveAfter(room, n)` turns live once their live page has been
-    /// answered `n` times (requests are recorded once answered).
+    /// answered `n` times, `Unavailable(room, n)` once api-live has (requests are recorded once
+    /// answered).
     fn now(&self, user: &str, host: &Host) -> Host {
         match *host {
             Host::LiveAfter(room, n) => {
@@ -453,6 +470,9 @@ impl Shared {
                 } else {
                     Host::Offline(room)
                 }
+            }
+            Host::Unavailable(room, n) if self.lock().api_live_requests(user) >= n => {
+                Host::Live(room)
             }
             ref other => other.clone(),
         }

@@ -141,6 +141,9 @@ fn web(shared: &Shared, request: &Request) -> Answer {
 }
 
 fn live_page(host: Host, user: &str) -> Answer {
+    if let Host::Unavailable(..) = host {
+        return unavailable();
+    }
     let sigi = |state: serde_json::Value| {
         format!(
             "<!DOCTYPE html><html lang=\"en\"><head><title>{user} is LIVE | TikTok</title></head><body>\
@@ -161,6 +164,7 @@ fn live_page(host: Host, user: &str) -> Answer {
         Host::Live(r) => sigi(room(r, 2)),
         // `LiveAfter` is resolved to `Live` or `Offline` by `host_of_user`.
         Host::Offline(r) | Host::LiveAfter(r, _) => sigi(room(r, 4)),
+        Host::Unavailable(..) => unreachable!("answered above"),
         Host::Unknown => sigi(serde_json::json!({"AppContext": {"appContext": {"language": "en"}}})),
         Host::BlockedPage(_) => "<!DOCTYPE html><html><body><div id=\"tiktok-verify-page\">Verify to continue</div></body></html>".into(),
     };
@@ -171,7 +175,19 @@ fn live_page(host: Host, user: &str) -> Answer {
     )
 }
 
+/// TikTok's web front failing for a while.
+fn unavailable() -> Answer {
+    (
+        503,
+        vec![("Content-Type", "text/plain".into())],
+        b"Service Unavailable".to_vec(),
+    )
+}
+
 fn api_live(host: Host, user: &str) -> Answer {
+    if let Host::Unavailable(..) = host {
+        return unavailable();
+    }
     let room = |room_id: u64, status: u64| {
         serde_json::json!({
             "statusCode": 0,
@@ -187,6 +203,7 @@ fn api_live(host: Host, user: &str) -> Answer {
         match host {
             Host::Live(r) | Host::BlockedPage(r) => room(r, 2),
             Host::Offline(r) | Host::LiveAfter(r, _) => room(r, 4),
+            Host::Unavailable(..) => unreachable!("answered above"),
             Host::Unknown => {
                 serde_json::json!({"statusCode": 19881007, "message": "user_not_found"})
             }
