@@ -211,59 +211,46 @@ pub enum ExportError {
     Write(#[source] io::Error),
 }
 
-/// The filters of an export as asked for (`tiklive export`'s flags, `/export`'s query), the user
-/// still a `@handle` or an id.
-#[derive(Debug, Clone, Default)]
-pub struct AskedFilters {
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-    pub live: Option<i64>,
-    pub room: Option<u64>,
-    pub user: Option<String>,
-}
-
-impl AskedFilters {
-    /// What can be refused without the database: an empty time range, a user filter on viewers.
-    pub fn check(&self, kind: Kind) -> Result<(), ExportError> {
-        if let (Some(since), Some(until)) = (self.since_ms, self.until_ms)
-            && since >= until
-        {
-            return Err(ExportError::Invalid(format!(
-                "the time range is empty: since {} is not before until {}",
-                rfc3339_ms(since),
-                rfc3339_ms(until)
-            )));
-        }
-        if kind == Kind::Viewers && self.user.is_some() {
-            return Err(ExportError::Invalid(
-                "viewer counts have no user: a user filter does not apply to viewers".into(),
-            ));
-        }
-        Ok(())
+/// What can be refused without the database: an empty time range, a user filter on viewers. `user`
+/// is the user asked for, still a `@handle` or an id.
+pub fn check_filters(kind: Kind, filters: &Filters, user: Option<&str>) -> Result<(), ExportError> {
+    if let (Some(since), Some(until)) = (filters.since_ms, filters.until_ms)
+        && since >= until
+    {
+        return Err(ExportError::Invalid(format!(
+            "the time range is empty: since {} is not before until {}",
+            rfc3339_ms(since),
+            rfc3339_ms(until)
+        )));
     }
+    if kind == Kind::Viewers && user.is_some() {
+        return Err(ExportError::Invalid(
+            "viewer counts have no user: a user filter does not apply to viewers".into(),
+        ));
+    }
+    Ok(())
 }
 
-/// Checks what was asked against the database and resolves the user to a buyer, so that an empty
-/// time range or a live, room or user that is not in the database is an error rather than an empty
-/// file. Shared by the command and the API, which must agree on what they refuse.
+/// Checks the filters against the database and sets their user to the buyer `user` names, so that an
+/// empty time range or a live, room or user that is not in the database is an error rather than an
+/// empty file. Shared by the command and the API, which must agree on what they refuse.
 pub fn resolve_filters(
     store: &Store,
     kind: Kind,
-    asked: AskedFilters,
+    mut filters: Filters,
+    user: Option<&str>,
 ) -> Result<Filters, ExportError> {
-    asked.check(kind)?;
-    let user = match &asked.user {
-        Some(spec) => Some(
-            store
-                .find_buyer(spec)
-                .map_err(|e| match e {
-                    StoreError::Sqlite(e) => ExportError::Sqlite(e),
-                    other => ExportError::Invalid(other.to_string()),
-                })?
+    check_filters(kind, &filters, user)?;
+    if let Some(spec) = user {
+        let found = store.find_buyer(spec).map_err(|e| match e {
+            StoreError::Sqlite(e) => ExportError::Sqlite(e),
+            other => ExportError::Invalid(other.to_string()),
+        })?;
+        filters.user = Some(
+            found
                 .ok_or_else(|| ExportError::NotFound(format!("no user {spec} in the database")))?,
-        ),
-        None => None,
-    };
+        );
+    }
     let conn = store.conn();
     let exists = |sql: &str, value: i64| -> rusqlite::Result<bool> {
         Ok(conn
@@ -271,27 +258,21 @@ pub fn resolve_filters(
             .optional()?
             .is_some())
     };
-    if let Some(live) = asked.live
+    if let Some(live) = filters.live
         && !exists("SELECT 1 FROM lives WHERE id = ?1", live)?
     {
         return Err(ExportError::NotFound(format!(
             "no live {live} in the database"
         )));
     }
-    if let Some(room) = asked.room
+    if let Some(room) = filters.room
         && !exists("SELECT 1 FROM lives WHERE room_id = ?1", room as i64)?
     {
         return Err(ExportError::NotFound(format!(
             "no live of room {room} in the database"
         )));
     }
-    Ok(Filters {
-        since_ms: asked.since_ms,
-        until_ms: asked.until_ms,
-        live: asked.live,
-        room: asked.room,
-        user,
-    })
+    Ok(filters)
 }
 
 /// Writes the header and every row of `request` to `out` as CSV, then flushes it. Reads from one
@@ -1035,27 +1016,28 @@ impl Cells {
             }
             let field: Cow<'_, [u8]> = match *value {
                 Value::Null => continue,
-                Value::Integer(v) if !matches!(cell, Cell::Price) => {
+                Value::Integer(v) => {
                     let number = match cell {
+                        Cell::Price => {
+                            let currency = match self.currency.and_then(|c| row.get(c)) {
+                                Some(Value::Text(start, end)) => {
+                                    std::str::from_utf8(&bytes[*start..*end]).unwrap_or("")
+                                }
+                                _ => "",
+                            };
+                            let price = format_minor(v, currency, self.decimal_mark);
+                            push_field(out, price.as_bytes(), self.delimiter);
+                            continue;
+                        }
                         Cell::Id => format_u64(v as u64, &mut digits),
                         Cell::Time => format_rfc3339_ms(v, &mut digits),
-                        _ => format_i64(v, &mut digits),
+                        Cell::Number | Cell::Text => format_i64(v, &mut digits),
                     };
                     if self.numbers_as_is {
                         out.extend_from_slice(number);
                         continue;
                     }
                     Cow::Borrowed(number)
-                }
-                // A price.
-                Value::Integer(v) => {
-                    let currency = match self.currency.and_then(|c| row.get(c)) {
-                        Some(Value::Text(start, end)) => {
-                            std::str::from_utf8(&bytes[*start..*end]).unwrap_or("")
-                        }
-                        _ => "",
-                    };
-                    Cow::Owned(format_minor(v, currency, self.decimal_mark).into_bytes())
                 }
                 Value::Real(v) => Cow::Owned(v.to_string().into_bytes()),
                 Value::Text(start, end) => neutralise(&bytes[start..end]),

@@ -14,7 +14,7 @@ use crate::cli::{ExportArgs, ExportKind};
 use crate::error::{Exit, NotFoundError, UsageError, is_closed_pipe};
 use crate::events::{now_ms, parse_time_arg};
 use crate::export::{
-    self, AskedFilters, CsvFormat, Cursor, ExportError, Kind, Progress, Request, Written,
+    self, CsvFormat, Cursor, ExportError, Filters, Kind, Progress, Request, Written,
 };
 use crate::store::{Store, StoreError};
 
@@ -33,17 +33,18 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     };
     let since_ms = time("--since", &args.since)?;
     let until_ms = time("--until", &args.until)?;
-    let asked = AskedFilters {
+    let filters = Filters {
         since_ms,
         until_ms,
         live: args.live,
         room: args.room,
-        user: args.user.clone(),
+        user: None,
     };
+    let user = args.user.as_deref();
     // Usage errors before the database is opened.
-    asked.check(kind).map_err(command_error)?;
+    export::check_filters(kind, &filters, user).map_err(command_error)?;
     let store = open_existing(&super::db_path(&args.db)?)?;
-    let filters = export::resolve_filters(&store, kind, asked).map_err(command_error)?;
+    let filters = export::resolve_filters(&store, kind, filters, user).map_err(command_error)?;
     let conn = store.conn();
     let cursor = match &args.incremental {
         Some(name) => Some(Cursor::load(conn, name, kind).map_err(command_error)?),

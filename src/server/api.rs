@@ -18,7 +18,7 @@ use warp::{Filter, Rejection, Reply};
 use super::AppState;
 use super::feed::lock;
 use crate::events::{now_ms, parse_time_arg};
-use crate::export::{self, CsvFormat, ExportError, Kind};
+use crate::export::{self, CsvFormat, ExportError, Filters, Kind};
 use crate::money::{Price, parse_price};
 use crate::orders::{self, NewSale, SaleChanges, SaleError, SaleErrorKind, SaleFilter, SaleStatus};
 use crate::store::{Store, history};
@@ -823,18 +823,20 @@ async fn export_csv(
     let request = tokio::task::spawn_blocking(move || -> Result<export::Request, ApiError> {
         // Its own connection: a long export must not hold up sales.
         let store = Store::open(&path)?;
-        let asked = export::AskedFilters {
+        let filters = Filters {
             since_ms,
             until_ms,
             live,
             room,
-            user,
+            user: None,
         };
-        let filters = export::resolve_filters(&store, kind, asked).map_err(|e| match e {
-            ExportError::Invalid(m) => ApiError::bad_request(m),
-            ExportError::NotFound(m) => ApiError::not_found(m),
-            other => ApiError::internal(other),
-        })?;
+        let filters = export::resolve_filters(&store, kind, filters, user.as_deref()).map_err(
+            |e| match e {
+                ExportError::Invalid(m) => ApiError::bad_request(m),
+                ExportError::NotFound(m) => ApiError::not_found(m),
+                other => ApiError::internal(other),
+            },
+        )?;
         let request = export::Request {
             kind,
             filters,

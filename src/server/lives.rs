@@ -20,7 +20,7 @@ use crate::protocol::FrameContent;
 use crate::store::{LiveId, LiveSource, NewLive, PreparedEvent, SEND_CHUNK, StoreWriter};
 use crate::webcast::{
     ClientConfig, ConnectError, Incoming, LiveEnd, LiveHandler, RoomInfo, Verdict, find_live,
-    run_live,
+    reconnect_delay, run_live,
 };
 
 /// Message ids remembered per live to drop the repeats a reconnect brings.
@@ -292,7 +292,7 @@ async fn follow(
                     Some(err.to_string()),
                 );
                 lock(&status).reconnect_attempts = failures;
-                let backoff = config.retry_delay.saturating_mul(failures);
+                let backoff = reconnect_delay(&config, failures);
                 Some(
                     context
                         .offline_poll

@@ -79,7 +79,14 @@ impl Resume {
     }
 }
 
-/// The reconnect policy: attempt n waits n × `retry_delay` plus up to 20% jitter; more than
+/// The wait before attempt `attempt` (from 1) of the reconnect policy: n × `retry_delay` plus up
+/// to 20 % jitter.
+pub fn reconnect_delay(config: &ClientConfig, attempt: u32) -> Duration {
+    let base = config.retry_delay.saturating_mul(attempt);
+    base + base.mul_f64(fastrand::f64() * 0.2)
+}
+
+/// The reconnect policy: attempt n waits [`reconnect_delay`]; more than
 /// `max_retries` failures in a row is the end.
 struct Backoff<'a> {
     config: &'a ClientConfig,
@@ -96,9 +103,8 @@ impl Backoff<'_> {
                 message: reason.to_owned(),
             });
         }
-        let base = self.config.retry_delay.saturating_mul(self.failures);
-        let jitter = base.mul_f64(fastrand::f64() * 0.2);
-        Ok(at_least.unwrap_or(Duration::ZERO).max(base + jitter))
+        let delay = reconnect_delay(self.config, self.failures);
+        Ok(at_least.unwrap_or(Duration::ZERO).max(delay))
     }
 
     /// Announces the attempt to the handler and waits. `false` when the handler wants to stop.
@@ -134,15 +140,7 @@ async fn find_live_room(
     handler: &mut impl LiveHandler,
 ) -> Result<Option<(u64, RoomInfo)>, ConnectError> {
     loop {
-        let found = match http.config.room_id {
-            Some(id) => Ok(id),
-            None => http.resolve_room_id().await,
-        };
-        let checked = match found {
-            Ok(id) => http.check_live(id).await.map(|info| (id, info)),
-            Err(e) => Err(e),
-        };
-        match checked {
+        match look_up(http).await {
             Ok(found) => return Ok(Some(found)),
             Err(e) if e.is_retryable() => {
                 let reason = e.to_string();
@@ -160,8 +158,12 @@ async fn find_live_room(
 /// Checks once, without retrying, whether the host of `config` is live: their room and what room
 /// info says of it. [`ConnectError::Offline`] when they are not.
 pub async fn find_live(config: &ClientConfig) -> Result<(u64, RoomInfo), ConnectError> {
-    let http = Http::new(config)?;
-    let room_id = match config.room_id {
+    look_up(&Http::new(config)?).await
+}
+
+/// One lookup: the room (given, or found from the username) and room info's word on it.
+async fn look_up(http: &Http) -> Result<(u64, RoomInfo), ConnectError> {
+    let room_id = match http.config.room_id {
         Some(id) => id,
         None => http.resolve_room_id().await?,
     };
