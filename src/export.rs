@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::events::{format_rfc3339_ms, rfc3339_ms};
 use crate::money::format_minor;
+use crate::store::raw::RawStatement;
 use crate::store::{Store, StoreError};
 
 /// The UTF-8 byte order mark, by which Excel recognises a UTF-8 CSV file.
@@ -362,10 +363,10 @@ impl Batch {
     }
 
     /// Appends the `columns` first values of `row`; returns the first one, the row's id.
-    fn push(&mut self, row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<i64> {
+    fn push(&mut self, row: &RawStatement<'_>, columns: usize) -> rusqlite::Result<i64> {
         let first = self.values.len();
         for i in 0..columns {
-            let value = match row.get_ref(i)? {
+            let value = match row.column(i) {
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(v) => Value::Integer(v),
                 ValueRef::Real(v) => Value::Real(v),
@@ -405,13 +406,11 @@ fn read_rows(
         return Ok(written);
     };
     progress.begin(query.span());
-    let mut stmt = conn.prepare(&query.sql)?;
-    let binds: Vec<(&str, &dyn ToSql)> = query
-        .binds
-        .iter()
-        .map(|(name, value)| (*name, value as &dyn ToSql))
-        .collect();
-    let mut rows = stmt.query(&*binds)?;
+    // Through the C API (see `store::raw`): a sixth less work for this thread, the busier of the two.
+    let mut rows = RawStatement::prepare(conn, &query.sql)?;
+    for (name, value) in &query.binds {
+        rows.bind_named(name, *value)?;
+    }
     let columns = plan.columns.len();
     let new_batch = || Batch {
         values: Vec::with_capacity(BATCH_ROWS * columns),
@@ -419,8 +418,8 @@ fn read_rows(
         rows: 0,
     };
     let mut batch = new_batch();
-    while let Some(row) = rows.next()? {
-        let id = batch.push(row, columns)?;
+    while rows.next_row()? {
+        let id = batch.push(&rows, columns)?;
         written.rows += 1;
         written.last_id = Some(id);
         if batch.rows == BATCH_ROWS {

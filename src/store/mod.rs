@@ -9,6 +9,7 @@
 
 pub mod history;
 mod queue;
+pub(crate) mod raw;
 mod row;
 mod schema;
 mod writer;
