@@ -366,7 +366,7 @@ impl Batch {
     fn push(&mut self, row: &RawStatement<'_>, columns: usize) -> rusqlite::Result<i64> {
         let first = self.values.len();
         for i in 0..columns {
-            let value = match row.column(i) {
+            let value = match row.column(i)? {
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(v) => Value::Integer(v),
                 ValueRef::Real(v) => Value::Real(v),
@@ -408,10 +408,13 @@ fn read_rows(
     progress.begin(query.span());
     // Through the C API (see `store::raw`): a sixth less work for this thread, the busier of the two.
     let mut rows = RawStatement::prepare(conn, &query.sql)?;
+    let columns = plan.columns.len();
+    if rows.column_count() < columns {
+        return Err(rusqlite::Error::InvalidColumnIndex(columns - 1).into());
+    }
     for (name, value) in &query.binds {
         rows.bind_named(name, *value)?;
     }
-    let columns = plan.columns.len();
     let new_batch = || Batch {
         values: Vec::with_capacity(BATCH_ROWS * columns),
         bytes: Vec::new(),

@@ -17,6 +17,8 @@ pub struct RawStatement<'conn> {
     db: NonNull<ffi::sqlite3>,
     stmt: NonNull<ffi::sqlite3_stmt>,
     columns: c_int,
+    /// Whether the last step gave a row (the columns are readable only then).
+    on_row: bool,
     _conn: PhantomData<&'conn Connection>,
 }
 
@@ -48,17 +50,16 @@ impl<'conn> RawStatement<'conn> {
                     db,
                     stmt,
                     columns: ffi::sqlite3_column_count(stmt.as_ptr()),
+                    on_row: false,
                     _conn: PhantomData,
                 }),
+                // SQL without a statement (empty, or only a comment).
+                (ffi::SQLITE_OK, None) => Err(rusqlite::Error::SqliteFailure(
+                    ffi::Error::new(ffi::SQLITE_MISUSE),
+                    Some("no SQL statement to prepare".into()),
+                )),
                 (rc, stmt) => {
-                    let err = error(
-                        db,
-                        if rc == ffi::SQLITE_OK {
-                            ffi::SQLITE_MISUSE
-                        } else {
-                            rc
-                        },
-                    );
+                    let err = error(db, rc);
                     if let Some(stmt) = stmt {
                         ffi::sqlite3_finalize(stmt.as_ptr());
                     }
@@ -68,13 +69,28 @@ impl<'conn> RawStatement<'conn> {
         }
     }
 
-    /// Binds with `bind`, runs the statement to its end and returns how many rows it changed. Texts
-    /// are bound in place, not copied: the bindings are cleared before this returns, while the values
-    /// (which outlive the call) are still there.
+    /// Binds with `bind`, runs the statement (an INSERT, UPDATE or DELETE: one that returns no rows)
+    /// and returns how many rows it changed. Texts are bound in place, not copied: the bindings are
+    /// cleared before this returns or unwinds, while the values (which outlive the call) are still
+    /// there.
     pub fn execute<'value>(
         &mut self,
         bind: impl FnOnce(&mut Binder<'value>),
     ) -> rusqlite::Result<u64> {
+        /// Resets the statement and clears its bindings when dropped, so that no pointer to a bound
+        /// text survives this call, even when `bind` panics.
+        struct Clear(NonNull<ffi::sqlite3_stmt>);
+        impl Drop for Clear {
+            fn drop(&mut self) {
+                // SAFETY: a live statement. Reset returns the step's error again, already taken.
+                unsafe {
+                    ffi::sqlite3_reset(self.0.as_ptr());
+                    ffi::sqlite3_clear_bindings(self.0.as_ptr());
+                }
+            }
+        }
+        let _clear = Clear(self.stmt);
+        self.on_row = false;
         // 'value, a lifetime parameter of this call, lasts at least until it returns.
         let mut binder = Binder {
             db: self.db,
@@ -84,20 +100,12 @@ impl<'conn> RawStatement<'conn> {
         };
         bind(&mut binder);
         let bound = binder.result;
-        let stepped = bound.and_then(|()| match self.step_raw() {
-            ffi::SQLITE_DONE | ffi::SQLITE_ROW => {
-                // SAFETY: a live connection.
-                Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) } as u64)
-            }
+        bound.and_then(|()| match self.step_raw() {
+            // SAFETY: a live connection; the statement has completed, so the count is its own.
+            ffi::SQLITE_DONE => Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) } as u64),
+            ffi::SQLITE_ROW => Err(rusqlite::Error::ExecuteReturnedResults),
             rc => Err(error(self.db, rc)),
-        });
-        // SAFETY: a live statement. Reset returns the step's error again, already taken; clearing
-        // drops every pointer to the texts bound above.
-        unsafe {
-            ffi::sqlite3_reset(self.stmt.as_ptr());
-            ffi::sqlite3_clear_bindings(self.stmt.as_ptr());
-        }
-        stepped
+        })
     }
 
     /// Binds `value` to the parameter called `name` (with its `:`), copying nothing that could dangle.
@@ -115,36 +123,63 @@ impl<'conn> RawStatement<'conn> {
 
     /// Steps to the next row: `false` once there is none.
     pub fn next_row(&mut self) -> rusqlite::Result<bool> {
-        match self.step_raw() {
+        let rc = self.step_raw();
+        self.on_row = rc == ffi::SQLITE_ROW;
+        match rc {
             ffi::SQLITE_ROW => Ok(true),
             ffi::SQLITE_DONE => Ok(false),
             rc => Err(error(self.db, rc)),
         }
     }
 
-    /// Column `index` of the current row, valid until the next step; `Null` past the last column.
-    pub fn column(&self, index: usize) -> ValueRef<'_> {
-        let Ok(i) = c_int::try_from(index) else {
-            return ValueRef::Null;
+    /// How many columns each row has.
+    pub fn column_count(&self) -> usize {
+        usize::try_from(self.columns).unwrap_or(0)
+    }
+
+    /// Column `index` of the current row, valid until the next step.
+    pub fn column(&self, index: usize) -> rusqlite::Result<ValueRef<'_>> {
+        let i = match c_int::try_from(index) {
+            Ok(i) if i < self.columns => i,
+            _ => return Err(rusqlite::Error::InvalidColumnIndex(index)),
         };
-        if i >= self.columns {
-            return ValueRef::Null;
+        if !self.on_row {
+            return Err(rusqlite::Error::QueryReturnedNoRows);
         }
         let stmt = self.stmt.as_ptr();
-        // SAFETY: a live statement on a row (column_type of a statement without one is NULL) and a
-        // column it has. The text or blob pointer is read before its length, as SQLite asks, and stays
-        // valid until the next step, which needs `&mut self`.
+        // SAFETY: a live statement on a row, and a column it has. The text or blob pointer is read
+        // before its length, as SQLite asks, and stays valid until the next step, which needs
+        // `&mut self`.
         unsafe {
-            match ffi::sqlite3_column_type(stmt, i) {
+            Ok(match ffi::sqlite3_column_type(stmt, i) {
                 ffi::SQLITE_INTEGER => ValueRef::Integer(ffi::sqlite3_column_int64(stmt, i)),
                 ffi::SQLITE_FLOAT => ValueRef::Real(ffi::sqlite3_column_double(stmt, i)),
                 ffi::SQLITE_TEXT => {
-                    ValueRef::Text(bytes(ffi::sqlite3_column_text(stmt, i), stmt, i))
+                    ValueRef::Text(self.bytes(ffi::sqlite3_column_text(stmt, i), i)?)
                 }
                 ffi::SQLITE_BLOB => {
-                    ValueRef::Blob(bytes(ffi::sqlite3_column_blob(stmt, i).cast(), stmt, i))
+                    ValueRef::Blob(self.bytes(ffi::sqlite3_column_blob(stmt, i).cast(), i)?)
                 }
                 _ => ValueRef::Null,
+            })
+        }
+    }
+
+    /// The bytes at `data`, SQLite's buffer for column `i` of the current row.
+    ///
+    /// # Safety
+    /// `data` is what `sqlite3_column_text` or `_blob` just returned for column `i`.
+    unsafe fn bytes(&self, data: *const u8, i: c_int) -> rusqlite::Result<&[u8]> {
+        // SAFETY: per the contract; SQLite keeps `len` bytes at `data` until the next step.
+        unsafe {
+            let len =
+                usize::try_from(ffi::sqlite3_column_bytes(self.stmt.as_ptr(), i)).unwrap_or(0);
+            match (data.is_null(), len) {
+                (false, len) => Ok(std::slice::from_raw_parts(data, len)),
+                // An empty blob has no pointer.
+                (true, 0) => Ok(&[]),
+                // A value SQLite could not convert: out of memory.
+                (true, _) => Err(error(self.db, ffi::SQLITE_NOMEM)),
             }
         }
     }
@@ -156,21 +191,6 @@ impl<'conn> RawStatement<'conn> {
 
     fn check(&self, rc: c_int) -> rusqlite::Result<()> {
         check(self.db, rc)
-    }
-}
-
-/// The `len` bytes at `data` (SQLite's buffer for column `i`), or none for a NULL pointer.
-///
-/// # Safety
-/// `data` is what `sqlite3_column_text` or `_blob` just returned for column `i` of `stmt`.
-unsafe fn bytes<'a>(data: *const u8, stmt: *mut ffi::sqlite3_stmt, i: c_int) -> &'a [u8] {
-    // SAFETY: per the contract; SQLite keeps `len` bytes at `data` until the next step.
-    unsafe {
-        let len = ffi::sqlite3_column_bytes(stmt, i);
-        match (data.is_null(), usize::try_from(len)) {
-            (false, Ok(len)) => std::slice::from_raw_parts(data, len),
-            _ => &[],
-        }
     }
 }
 
@@ -281,6 +301,32 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_while_binding_leaves_no_text_bound() {
+        let conn = conn();
+        let mut insert =
+            RawStatement::prepare(&conn, "INSERT INTO t (n, s) VALUES (?1, ?2)").unwrap();
+        let text = String::from("gone");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            insert
+                .execute(|b| {
+                    b.text(2, Some(&text));
+                    panic!("while binding");
+                })
+                .ok()
+        }));
+        assert!(panicked.is_err());
+        drop(text);
+        // Parameter 2 was cleared: NOT NULL refuses the row instead of reading freed memory.
+        let err = insert.execute(|b| b.int(1, Some(1))).unwrap_err();
+        assert!(err.to_string().contains("NOT NULL"), "{err}");
+        let mut select = RawStatement::prepare(&conn, "SELECT 1").unwrap();
+        assert!(matches!(
+            select.execute(|_| {}),
+            Err(rusqlite::Error::ExecuteReturnedResults)
+        ));
+    }
+
+    #[test]
     fn rows_read_every_type_as_rusqlite_does() {
         let conn = conn();
         conn.execute_batch(
@@ -301,16 +347,25 @@ mod tests {
             let row = rows.next().unwrap().unwrap();
             for i in 0..5 {
                 assert_eq!(
-                    raw.column(i),
+                    raw.column(i).unwrap(),
                     row.get_ref(i).unwrap(),
                     "row {seen} column {i}"
                 );
             }
-            assert_eq!(raw.column(5), ValueRef::Null);
+            assert!(matches!(
+                raw.column(5),
+                Err(rusqlite::Error::InvalidColumnIndex(5))
+            ));
             seen += 1;
         }
         assert_eq!(seen, 2);
+        assert!(matches!(
+            raw.column(0),
+            Err(rusqlite::Error::QueryReturnedNoRows)
+        ));
         assert!(rows.next().unwrap().is_none());
         assert!(RawStatement::prepare(&conn, "SELECT nope FROM t").is_err());
+        let err = RawStatement::prepare(&conn, " -- nothing").err().unwrap();
+        assert!(err.to_string().contains("no SQL statement"), "{err}");
     }
 }

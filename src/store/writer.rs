@@ -303,15 +303,9 @@ impl StoreWriter {
         if self.shared.failure.get().is_some() {
             return Err(self.gone());
         }
-        // Taken out under the lock, freed after it.
-        if let Ok(spent) = self
-            .shared
-            .spent
-            .try_lock()
-            .map(|mut s| std::mem::take(&mut *s))
-        {
-            drop(spent);
-        }
+        // One batch at a time (a thousand rows or so), taken out under the lock and freed after it.
+        let spent = self.shared.spent.try_lock().ok().and_then(|mut s| s.pop());
+        drop(spent);
         let weight = match &command {
             Command::Ops(ops) => ops.len(),
             _ => 1,
@@ -340,10 +334,15 @@ impl Drop for StoreWriter {
 impl Shared {
     /// Leaves a committed batch for a producer to free (see `spent`).
     fn hand_back(&self, batch: Vec<Op>) {
-        match self.spent.try_lock() {
-            Ok(mut spent) if spent.len() < SPENT_BATCHES => spent.push(batch),
-            _ => drop(batch),
-        }
+        let unwanted = match self.spent.try_lock() {
+            Ok(mut spent) if spent.len() < SPENT_BATCHES => {
+                spent.push(batch);
+                None
+            }
+            _ => Some(batch),
+        };
+        // Freed here, after the lock.
+        drop(unwanted);
     }
 
     /// Counts a wait and warns, at most once a second, that the database is the bottleneck.
