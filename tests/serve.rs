@@ -444,6 +444,12 @@ fn an_offline_host_is_checked_again_and_each_of_their_lives_followed() {
     );
     let checks = mock.state().live_page_requests("seller");
     assert_eq!(checks, 4, "two offline checks, one per live");
+    // The check that finds a live asks room info; following it does not ask again.
+    assert_eq!(
+        mock.state().room_info_requests(),
+        2,
+        "room info once per live"
+    );
 
     // One row per live, none for the checks; each live has its own events.
     let db = rusqlite::Connection::open(default_db(dir.path())).unwrap();

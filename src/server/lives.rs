@@ -20,7 +20,7 @@ use crate::protocol::FrameContent;
 use crate::store::{LiveId, LiveSource, NewLive, PreparedEvent, SEND_CHUNK, StoreWriter};
 use crate::webcast::{
     ClientConfig, ConnectError, Incoming, LiveEnd, LiveHandler, RoomInfo, Verdict, find_live,
-    reconnect_delay, run_live,
+    reconnect_delay, run_found_live,
 };
 
 /// Message ids remembered per live to drop the repeats a reconnect brings.
@@ -260,10 +260,9 @@ async fn follow(
             _ = &mut stop => return stopped_waiting(&context, &status),
         };
         let wait = match found {
-            Ok((room_id, _)) => {
+            Ok(found) => {
                 failures = 0;
-                if follow_live(&context, &config, room_id, &status, &mut stop).await
-                    == LiveOver::Done
+                if follow_live(&context, &config, found, &status, &mut stop).await == LiveOver::Done
                 {
                     return;
                 }
@@ -326,14 +325,16 @@ enum LiveOver {
     Done,
 }
 
-/// Follows one live, found in `room_id`, until it ends, fails, or is stopped.
+/// Follows one live that `find_live` has `found` (its room and room info), until it ends, fails, or
+/// is stopped.
 async fn follow_live(
     context: &Arc<LiveContext>,
     config: &ClientConfig,
-    room_id: u64,
+    found: (u64, RoomInfo),
     status: &Arc<Mutex<LiveStatus>>,
     stop: &mut oneshot::Receiver<()>,
 ) -> LiveOver {
+    let room_id = found.0;
     let username = &config.unique_id;
     // The counters start again with each live.
     *lock(status) = LiveStatus {
@@ -385,7 +386,7 @@ async fn follow_live(
         ended: false,
     };
     let outcome = tokio::select! {
-        result = run_live(&config, &mut handler) => Some(result),
+        result = run_found_live(&config, found, &mut handler) => Some(result),
         _ = &mut *stop => None,
     };
     let (state, reason, error, over) = match outcome {

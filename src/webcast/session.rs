@@ -177,12 +177,34 @@ pub async fn run_live(
     config: &ClientConfig,
     handler: &mut impl LiveHandler,
 ) -> Result<LiveEnd, ConnectError> {
+    follow(config, None, handler).await
+}
+
+/// As [`run_live`], for a live [`find_live`] has just found: its room and room info are not asked
+/// for again.
+pub async fn run_found_live(
+    config: &ClientConfig,
+    found: (u64, RoomInfo),
+    handler: &mut impl LiveHandler,
+) -> Result<LiveEnd, ConnectError> {
+    follow(config, Some(found), handler).await
+}
+
+async fn follow(
+    config: &ClientConfig,
+    found: Option<(u64, RoomInfo)>,
+    handler: &mut impl LiveHandler,
+) -> Result<LiveEnd, ConnectError> {
     let http = Http::new(config)?;
     let mut backoff = Backoff {
         config,
         failures: 0,
     };
-    let Some((room_id, info)) = find_live_room(&http, &mut backoff, handler).await? else {
+    let found = match found {
+        Some(found) => Some(found),
+        None => find_live_room(&http, &mut backoff, handler).await?,
+    };
+    let Some((room_id, info)) = found else {
         return Ok(LiveEnd::Stopped);
     };
     handler.room_found(room_id);

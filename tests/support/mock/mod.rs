@@ -373,6 +373,14 @@ impl State {
             .count()
     }
 
+    /// How many times room info was asked for, about any room.
+    pub fn room_info_requests(&self) -> usize {
+        self.requests(Role::Webcast)
+            .iter()
+            .filter(|r| r.request.path == "/webcast/room/info/")
+            .count()
+    }
+
     /// How many times api-live was asked about `user` and answered.
     pub fn api_live_requests(&self, user: &str) -> usize {
         self.requests(Role::Web)
