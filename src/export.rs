@@ -406,7 +406,7 @@ fn read_rows(
         return Ok(written);
     };
     progress.begin(query.span());
-    // Through the C API (see `store::raw`): a sixth less work for this thread, the busier of the two.
+    // Through the C API (see `store::raw`): fewer calls per value on this thread, the busier of the two.
     let mut rows = RawStatement::prepare(conn, &query.sql)?;
     let columns = plan.columns.len();
     if rows.column_count() < columns {

@@ -703,7 +703,7 @@ fn write_batch(
     upsert_buyers(&tx, batch, buyers)?;
     let mut counts = Counts::default();
     {
-        // Through the C API (see `store::raw`), prepared once per batch: a tenth of a millisecond.
+        // Through the C API (see `store::raw`), prepared once per batch of up to a thousand inserts.
         let mut event_stmt = RawStatement::prepare(&tx, INSERT_EVENT)?;
         let mut claim_stmt = tx.prepare_cached(INSERT_CLAIM)?;
         let mut live_stmt = tx.prepare_cached(UPDATE_LIVE)?;
