@@ -68,7 +68,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<Exit> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         tokio::select! {
-            result = run_live(&config, &mut handler) => Outcome::Live(result),
+            result = run_live(&config, None, &mut handler) => Outcome::Live(result),
             _ = tokio::signal::ctrl_c() => Outcome::Signal(Exit::Interrupted),
             _ = super::sigterm() => Outcome::Signal(Exit::Terminated),
             _ = stdin_closed() => Outcome::StdinClosed,

@@ -20,7 +20,7 @@ use crate::protocol::FrameContent;
 use crate::store::{LiveId, LiveSource, NewLive, PreparedEvent, SEND_CHUNK, StoreWriter};
 use crate::webcast::{
     ClientConfig, ConnectError, Incoming, LiveEnd, LiveHandler, RoomInfo, Verdict, find_live,
-    reconnect_delay, run_found_live,
+    reconnect_delay, run_live,
 };
 
 /// Message ids remembered per live to drop the repeats a reconnect brings.
@@ -386,7 +386,7 @@ async fn follow_live(
         ended: false,
     };
     let outcome = tokio::select! {
-        result = run_found_live(&config, found, &mut handler) => Some(result),
+        result = run_live(&config, Some(found), &mut handler) => Some(result),
         _ = &mut *stop => None,
     };
     let (state, reason, error, over) = match outcome {

@@ -118,7 +118,9 @@ impl<'conn> RawStatement<'conn> {
             return Err(rusqlite::Error::InvalidParameterName(name.to_owned()));
         }
         // SAFETY: a live statement and an index it has.
-        self.check(unsafe { ffi::sqlite3_bind_int64(self.stmt.as_ptr(), index, value) })
+        check(self.db, unsafe {
+            ffi::sqlite3_bind_int64(self.stmt.as_ptr(), index, value)
+        })
     }
 
     /// Steps to the next row: `false` once there is none.
@@ -187,10 +189,6 @@ impl<'conn> RawStatement<'conn> {
     fn step_raw(&mut self) -> c_int {
         // SAFETY: a live statement, used by this thread only (`&mut self`).
         unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) }
-    }
-
-    fn check(&self, rc: c_int) -> rusqlite::Result<()> {
-        check(self.db, rc)
     }
 }
 

@@ -13,9 +13,7 @@ use crate::error::Exit;
 
 pub(crate) use lookup::without_url;
 pub use lookup::{RoomInfo, normalise_username, parse_sigi_state};
-pub use session::{
-    Incoming, LiveEnd, LiveHandler, Verdict, find_live, reconnect_delay, run_found_live, run_live,
-};
+pub use session::{Incoming, LiveEnd, LiveHandler, Verdict, find_live, reconnect_delay, run_live};
 pub use sign::SignedConnection;
 
 /// Everything the client needs, resolved from defaults, `.env`, environment and flags.

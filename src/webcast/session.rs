@@ -172,25 +172,9 @@ async fn look_up(http: &Http) -> Result<(u64, RoomInfo), ConnectError> {
 }
 
 /// Follows one live until the handler stops, the room goes offline, or reconnecting fails
-/// `max_retries` times in a row.
+/// `max_retries` times in a row. `found` is what [`find_live`] has just said, when the caller asked
+/// it: the room and room info are then not asked for again.
 pub async fn run_live(
-    config: &ClientConfig,
-    handler: &mut impl LiveHandler,
-) -> Result<LiveEnd, ConnectError> {
-    follow(config, None, handler).await
-}
-
-/// As [`run_live`], for a live [`find_live`] has just found: its room and room info are not asked
-/// for again.
-pub async fn run_found_live(
-    config: &ClientConfig,
-    found: (u64, RoomInfo),
-    handler: &mut impl LiveHandler,
-) -> Result<LiveEnd, ConnectError> {
-    follow(config, Some(found), handler).await
-}
-
-async fn follow(
     config: &ClientConfig,
     found: Option<(u64, RoomInfo)>,
     handler: &mut impl LiveHandler,
@@ -201,12 +185,13 @@ async fn follow(
         failures: 0,
     };
     let found = match found {
-        Some(found) => Some(found),
-        None => find_live_room(&http, &mut backoff, handler).await?,
+        Some(found) => found,
+        None => match find_live_room(&http, &mut backoff, handler).await? {
+            Some(found) => found,
+            None => return Ok(LiveEnd::Stopped),
+        },
     };
-    let Some((room_id, info)) = found else {
-        return Ok(LiveEnd::Stopped);
-    };
+    let (room_id, info) = found;
     handler.room_found(room_id);
     handler.room_info(&info);
     tracing::info!(user = %config.unique_id, room_id, "connecting");
