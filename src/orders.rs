@@ -668,32 +668,23 @@ struct ClaimRow {
     quantity: i64,
 }
 
-/// The stored event with this message id. The unique index on `events` is (room_id, msg_id), so the
-/// rooms of the stored lives are tried through it first; only a message that is not found there costs
-/// a scan of the table. Should the id exist in several rooms, the latest stored wins.
+/// The stored event with this message id, found through the events' unique key (msg_id, room_id).
+/// Should the id exist in several rooms, the latest stored wins.
 fn find_message(conn: &Connection, msg_id: u64) -> Result<Option<Message>, SaleError> {
-    for sql in [MESSAGE_IN_LIVE_ROOMS, MESSAGE_ANYWHERE] {
-        let found = conn
-            .query_row(sql, [msg_id as i64], |r| {
-                Ok(Message {
-                    event_id: r.get(0)?,
-                    live_id: r.get(1)?,
-                    room_id: r.get(2)?,
-                    kind: r.get(3)?,
-                    user_id: r.get(4)?,
-                })
+    Ok(conn
+        .query_row(MESSAGE, [msg_id as i64], |r| {
+            Ok(Message {
+                event_id: r.get(0)?,
+                live_id: r.get(1)?,
+                room_id: r.get(2)?,
+                kind: r.get(3)?,
+                user_id: r.get(4)?,
             })
-            .optional()?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
+        })
+        .optional()?)
 }
 
-const MESSAGE_IN_LIVE_ROOMS: &str = "SELECT id, live_id, room_id, type, user_id FROM events \
-     WHERE msg_id = ?1 AND room_id IN (SELECT room_id FROM lives) ORDER BY id DESC LIMIT 1";
-const MESSAGE_ANYWHERE: &str = "SELECT id, live_id, room_id, type, user_id FROM events \
+const MESSAGE: &str = "SELECT id, live_id, room_id, type, user_id FROM events \
      WHERE msg_id = ?1 ORDER BY id DESC LIMIT 1";
 
 fn find_buyer(store: &Store, spec: &str) -> Result<i64, SaleError> {
@@ -1143,9 +1134,9 @@ mod tests {
                 .unwrap();
             rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
         };
-        let message = plan(MESSAGE_IN_LIVE_ROOMS, &[1]);
+        let message = plan(MESSAGE, &[1]);
         assert!(
-            message.contains("SEARCH events USING INDEX sqlite_autoindex_events_1"),
+            message.contains("SEARCH events USING INDEX sqlite_autoindex_events_1 (msg_id=?)"),
             "{message}"
         );
         assert!(!message.contains("SCAN events"), "{message}");
@@ -1154,8 +1145,6 @@ mod tests {
             live.contains("SEARCH events USING INDEX events_ts"),
             "{live}"
         );
-        // The fallbacks do scan, which is why they come second.
-        assert!(plan(MESSAGE_ANYWHERE, &[1]).contains("SCAN events"));
     }
 
     /// Four sales at times 10, 20, 30, 40: anna's claim (live 1), bob's claim (live 1, then paid),

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::StoreError;
 
@@ -180,6 +180,61 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX accounts_username ON accounts (username);
     "#,
+    // 4: the unique keys of events and claims put the message id first. A message is looked up by its
+    // id alone (`sale create --message`, the API's paging anchor), which the old (room_id, msg_id) keys
+    // could not serve without reading every event; and storing an event compared two integers per
+    // step of the key's B-tree instead of one, the room id being the same for a whole live. The claims'
+    // own (room_id, msg_id) key goes: a claim's `event_id` is unique and its event's key already is.
+    // The tables are rebuilt (SQLite cannot change a table's constraints in place), with the same
+    // columns and ids, by `migrate_to` with foreign keys off and checked before it commits.
+    r#"
+    CREATE TABLE events_v4 (
+        id                INTEGER PRIMARY KEY,
+        live_id           INTEGER NOT NULL REFERENCES lives (id),
+        room_id           INTEGER NOT NULL,
+        msg_id            INTEGER NOT NULL,
+        type              TEXT    NOT NULL,
+        ts                INTEGER NOT NULL,
+        user_id           INTEGER,
+        unique_id         TEXT,
+        nickname          TEXT,
+        comment           TEXT,
+        gift_id           INTEGER,
+        gift_name         TEXT,
+        repeat_count      INTEGER,
+        total_diamonds    INTEGER,
+        gift_streaking    INTEGER,
+        like_count        INTEGER,
+        total_like_count  INTEGER,
+        viewer_count      INTEGER,
+        json              TEXT    NOT NULL,
+        UNIQUE (msg_id, room_id)
+    );
+    INSERT INTO events_v4 SELECT * FROM events ORDER BY id;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_ts ON events (ts);
+
+    CREATE TABLE claims_v4 (
+        id        INTEGER PRIMARY KEY,
+        event_id  INTEGER NOT NULL UNIQUE REFERENCES events (id),
+        live_id   INTEGER NOT NULL REFERENCES lives (id),
+        room_id   INTEGER NOT NULL,
+        msg_id    INTEGER NOT NULL,
+        buyer_id  INTEGER REFERENCES buyers (id),
+        item      TEXT,
+        variant   TEXT,
+        quantity  INTEGER NOT NULL,
+        raw       TEXT    NOT NULL,
+        ts        INTEGER NOT NULL
+    );
+    INSERT INTO claims_v4 SELECT * FROM claims ORDER BY id;
+    DROP TABLE claims;
+    ALTER TABLE claims_v4 RENAME TO claims;
+    CREATE INDEX claims_order ON claims (ts, msg_id);
+    CREATE INDEX claims_live ON claims (live_id, ts, msg_id);
+    CREATE INDEX claims_buyer ON claims (buyer_id);
+    "#,
 ];
 
 fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
@@ -241,6 +296,20 @@ fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<usize> {
     if found >= target {
         return Ok(found);
     }
+    // A migration that rebuilds a table drops the old one, which with foreign keys on would delete
+    // (or refuse to delete) the rows of the tables referring to it. So, as SQLite's documentation on
+    // changing a table asks, foreign keys are off while migrating (the pragma is ignored inside a
+    // transaction) and checked before committing; they are on again whatever happens.
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = apply_migrations(conn, target);
+    let restored = conn.pragma_update(None, "foreign_keys", enforced);
+    let found = migrated?;
+    restored?;
+    Ok(found)
+}
+
+fn apply_migrations(conn: &mut Connection, target: usize) -> rusqlite::Result<usize> {
     // IMMEDIATE takes the write lock first, so that two processes opening an old database at once
     // migrate it once: the second one reads the version again under the lock.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -248,6 +317,18 @@ fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<usize> {
     if found < target {
         for sql in &MIGRATIONS[found..target] {
             tx.execute_batch(sql)?;
+        }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            // Rolled back when `tx` drops.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!(
+                    "migrating to version {target} would break a foreign key of table {table}"
+                )),
+            ));
         }
         tx.pragma_update(None, "user_version", target as u32)?;
     }
@@ -323,6 +404,109 @@ mod tests {
         // Opening again applies nothing.
         let again = Store::open(&path).unwrap();
         assert_eq!(user_version(again.conn()).unwrap(), SUPPORTED_VERSION);
+    }
+
+    #[test]
+    fn version_3_gets_message_first_keys_and_keeps_every_row_and_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "wal").unwrap();
+            conn.pragma_update(None, "foreign_keys", true).unwrap();
+            migrate_to(&mut conn, 3).unwrap();
+            conn.execute_batch(
+                r#"
+                INSERT INTO lives (id, host, room_id, source, started_at) VALUES (1, 'shop', 7, 'watch', 100);
+                INSERT INTO buyers VALUES (42, 'anna', 'Anna', NULL, 1000, 1000);
+                INSERT INTO events (id, live_id, room_id, msg_id, type, ts, user_id, json)
+                VALUES (10, 1, 7, 900, 'chat', 1000, 42, '{"type":"chat"}'),
+                       (11, 1, 7, 901, 'like', 1001, 42, '{"type":"like"}'),
+                       (12, 1, 8, 900, 'chat', 1002, 42, '{"type":"chat"}');
+                INSERT INTO claims (id, event_id, live_id, room_id, msg_id, buyer_id, quantity, raw, ts)
+                VALUES (5, 10, 1, 7, 900, 42, 1, 'jp', 1000);
+                INSERT INTO sales (id, live_id, room_id, buyer_id, claim_id, msg_id, created_at, updated_at)
+                VALUES (3, 1, 7, 42, 5, 900, 0, 0);
+                "#,
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let conn = store.conn();
+        assert_eq!(user_version(conn).unwrap(), 4);
+        let ids = |sql: &str| -> Vec<i64> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(ids("SELECT id FROM events ORDER BY id"), [10, 11, 12]);
+        assert_eq!(ids("SELECT event_id FROM claims"), [10]);
+        assert_eq!(ids("SELECT claim_id FROM sales"), [5]);
+        let fk: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(fk, "foreign keys are on again after the migration");
+        assert!(ids("PRAGMA foreign_key_check").is_empty());
+        // The same message in one room is still refused, in another room still allowed.
+        let insert = |room: i64| {
+            conn.execute(
+                "INSERT INTO events (live_id, room_id, msg_id, type, ts, json) VALUES (1, ?1, 901, 'chat', 0, '{}')",
+                [room],
+            )
+        };
+        assert!(insert(7).is_err());
+        insert(8).unwrap();
+        // A claim's event is still a checked reference.
+        assert!(
+            conn.execute(
+                "INSERT INTO claims (event_id, live_id, room_id, msg_id, quantity, raw, ts) VALUES (999, 1, 7, 1, 1, 'jp', 0)",
+                [],
+            )
+            .is_err()
+        );
+        // A message is found by its id alone through the key, not by reading every event.
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM events WHERE msg_id = ?1 ORDER BY id DESC LIMIT 1",
+                [900],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("INDEX sqlite_autoindex_events_1 (msg_id=?)"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn a_migration_that_would_break_a_reference_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3-broken.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, 3).unwrap();
+        // Written with foreign keys off: a claim of an event that does not exist.
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute_batch(
+            "INSERT INTO lives (id, host, room_id, source, started_at) VALUES (1, 'shop', 7, 'watch', 100);
+             INSERT INTO claims (event_id, live_id, room_id, msg_id, quantity, raw, ts) VALUES (999, 1, 7, 1, 1, 'jp', 0);",
+        )
+        .unwrap();
+        let err = migrate_to(&mut conn, 4).unwrap_err().to_string();
+        assert!(
+            err.contains("foreign key") && err.contains("claims"),
+            "{err}"
+        );
+        assert_eq!(user_version(&conn).unwrap(), 3, "nothing was applied");
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%_v4'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
     }
 
     #[test]
