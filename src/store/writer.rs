@@ -648,13 +648,8 @@ fn retry_busy<T>(mut transaction: impl FnMut() -> rusqlite::Result<T>) -> rusqli
     }
 }
 
-/// A claim's row, for an event the INSERT before it stored: its id is looked up by the message's key,
-/// and only among the ids that INSERT gave (`?10` and up), so a message stored before (a duplicate)
-/// gets no claim, as it got one when it was stored.
 const INSERT_CLAIM: &str = "INSERT INTO claims (event_id, live_id, room_id, msg_id, buyer_id, item, variant, \
-     quantity, raw, ts) \
-     SELECT id, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM events WHERE msg_id = ?3 AND room_id = ?2 AND id >= ?10 \
-     ON CONFLICT DO NOTHING";
+     quantity, raw, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING";
 
 /// The latest handle, nickname and avatar win (latest by event time, so replaying an old recording
 /// does not undo a rename); a missing avatar does not erase a known one. An existing row is rewritten
@@ -688,27 +683,13 @@ const UPDATE_LIVE: &str = "UPDATE lives SET \
      title = coalesce(?4, title) \
      WHERE id = ?1";
 
-/// Events stored by one INSERT: what a statement costs besides its rows (opening the cursors of the
-/// table and its indexes, checking the live's reference, finishing) is shared by this many. 16 rows
-/// bind 288 parameters, far below SQLite's limit of 32,766.
-const EVENTS_PER_INSERT: usize = 16;
-
-/// The values of one event's row, in `EVENT_COLUMNS` order.
-const EVENT_PARAMETERS: usize = 18;
-const EVENT_COLUMNS: &str = "live_id, room_id, msg_id, type, ts, user_id, unique_id, nickname, comment, \
-     gift_id, gift_name, repeat_count, total_diamonds, gift_streaking, like_count, total_like_count, \
-     viewer_count, json";
-
-/// The INSERT of `rows` events. `ON CONFLICT DO NOTHING` rather than `INSERT OR IGNORE`: it skips only
-/// a message already stored, where OR IGNORE would also silently skip a row breaking any other
-/// constraint.
-fn insert_events_sql(rows: usize) -> String {
-    let row = format!("({})", ["?"; EVENT_PARAMETERS].join(", "));
-    format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT (msg_id, room_id) DO NOTHING",
-        vec![row; rows].join(", ")
-    )
-}
+/// `ON CONFLICT DO NOTHING` rather than `INSERT OR IGNORE`: it skips only a message already stored,
+/// where OR IGNORE would also silently skip a row breaking any other constraint.
+const INSERT_EVENT: &str = "INSERT INTO events (live_id, room_id, msg_id, type, ts, user_id, unique_id, \
+     nickname, comment, gift_id, gift_name, repeat_count, total_diamonds, gift_streaking, like_count, \
+     total_like_count, viewer_count, json) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+     ON CONFLICT (msg_id, room_id) DO NOTHING";
 
 /// Writes one batch in one transaction.
 fn write_batch(
@@ -720,169 +701,100 @@ fn write_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Buyers first: claims reference them.
     upsert_buyers(&tx, batch, buyers)?;
-    let counts = {
-        let mut inserts = Inserts {
-            conn: &tx,
-            // Through the C API (see `store::raw`), prepared once per batch of up to a thousand events.
-            events: RawStatement::prepare(&tx, &insert_events_sql(EVENTS_PER_INSERT))?,
-            claims: tx.prepare_cached(INSERT_CLAIM)?,
-            auto_sales: match auto_sale {
-                Some(policy) => Some((tx.prepare_cached(INSERT_AUTO_SALE)?, policy)),
-                None => None,
-            },
-            pending: Vec::with_capacity(EVENTS_PER_INSERT),
-            counts: Counts::default(),
-            now: now_ms(),
-        };
+    let mut counts = Counts::default();
+    {
+        // Through the C API (see `store::raw`), prepared once per batch of up to a thousand inserts.
+        let mut event_stmt = RawStatement::prepare(&tx, INSERT_EVENT)?;
+        let mut claim_stmt = tx.prepare_cached(INSERT_CLAIM)?;
         let mut live_stmt = tx.prepare_cached(UPDATE_LIVE)?;
+        let mut sale_stmt = match auto_sale {
+            Some(_) => Some(tx.prepare_cached(INSERT_AUTO_SALE)?),
+            None => None,
+        };
+        let now = now_ms();
         let mut spans = Spans::default();
         for op in batch {
-            match op {
-                Op::Event(row) => {
-                    spans.widen(row);
-                    inserts.push(row)?;
-                }
+            let row = match op {
+                Op::Event(row) => row,
                 Op::Live {
                     live,
                     room_id,
                     ended_ms,
                     title,
                 } => {
-                    // In order: the events before it are stored first.
-                    inserts.flush()?;
                     live_stmt.execute(params![live.0, room_id, ended_ms, title])?;
+                    continue;
+                }
+            };
+            spans.widen(row);
+            if insert_event(&mut event_stmt, row)? == 0 {
+                counts.duplicates += 1;
+                continue;
+            }
+            counts.events += 1;
+            if let Some(claim) = &row.claim {
+                let inserted = claim_stmt.execute(params![
+                    tx.last_insert_rowid(),
+                    row.live.0,
+                    row.room_id,
+                    row.msg_id,
+                    row.user.as_ref().and_then(|u| u.id),
+                    claim.item,
+                    claim.variant,
+                    claim.quantity,
+                    claim.raw,
+                    row.ts,
+                ])?;
+                counts.claims += inserted as u64;
+                let buyer = row.user.as_ref().and_then(|u| u.id);
+                if let (Some(stmt), Some(policy), 1, Some(buyer)) =
+                    (&mut sale_stmt, auto_sale, inserted, buyer)
+                {
+                    let price = claim.item.as_deref().and_then(|i| policy.prices.get(i));
+                    counts.auto_sales += stmt.execute(params![
+                        row.live.0,
+                        row.room_id,
+                        buyer,
+                        tx.last_insert_rowid(),
+                        row.msg_id,
+                        claim.item,
+                        claim.variant,
+                        claim.quantity.max(1),
+                        price.map(|p| p.minor),
+                        price.map(|p| &p.currency),
+                        now,
+                    ])? as u64;
                 }
             }
         }
-        inserts.flush()?;
         spans.write(&tx)?;
-        inserts.counts
-    };
+    }
     tx.commit()?;
     Ok(counts)
 }
 
-/// The events of a batch, stored [`EVENTS_PER_INSERT`] at a time, each group followed by the claims
-/// (and auto-sales) of its events.
-struct Inserts<'conn, 'batch> {
-    conn: &'conn Connection,
-    /// The INSERT of a full group.
-    events: RawStatement<'conn>,
-    claims: rusqlite::CachedStatement<'conn>,
-    auto_sales: Option<(rusqlite::CachedStatement<'conn>, &'batch AutoSale)>,
-    /// Events not stored yet, fewer than a group.
-    pending: Vec<&'batch EventRow>,
-    counts: Counts,
-    now: i64,
-}
-
-impl<'batch> Inserts<'_, 'batch> {
-    fn push(&mut self, row: &'batch EventRow) -> rusqlite::Result<()> {
-        self.pending.push(row);
-        if self.pending.len() == EVENTS_PER_INSERT {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Stores the pending events, then the claims among them.
-    fn flush(&mut self) -> rusqlite::Result<()> {
-        let rows = self.pending.len();
-        if rows == 0 {
-            return Ok(());
-        }
-        let stored = if rows == EVENTS_PER_INSERT {
-            insert_events(&mut self.events, &self.pending)?
-        } else {
-            // The end of a batch (or the events before a live's end): once per batch.
-            insert_events(
-                &mut RawStatement::prepare(self.conn, &insert_events_sql(rows))?,
-                &self.pending,
-            )?
-        };
-        self.counts.events += stored;
-        self.counts.duplicates += rows as u64 - stored;
-        if stored > 0 {
-            // SQLite gives each new row the table's largest id plus one, and a skipped duplicate takes
-            // none, so the rows this INSERT stored have the `stored` ids that end at the last one.
-            let first_stored = self.conn.last_insert_rowid() - stored as i64 + 1;
-            for i in 0..rows {
-                let row: &'batch EventRow = self.pending[i];
-                if let Some(claim) = &row.claim {
-                    self.insert_claim(row, claim, first_stored)?;
-                }
-            }
-        }
-        self.pending.clear();
-        Ok(())
-    }
-
-    fn insert_claim(
-        &mut self,
-        row: &EventRow,
-        claim: &crate::claims::Claim,
-        first_stored: i64,
-    ) -> rusqlite::Result<()> {
-        let buyer = row.user.as_ref().and_then(|u| u.id);
-        let inserted = self.claims.execute(params![
-            row.live.0,
-            row.room_id,
-            row.msg_id,
-            buyer,
-            claim.item,
-            claim.variant,
-            claim.quantity,
-            claim.raw,
-            row.ts,
-            first_stored,
-        ])?;
-        self.counts.claims += inserted as u64;
-        if let (Some((stmt, policy)), 1, Some(buyer)) = (&mut self.auto_sales, inserted, buyer) {
-            let price = claim.item.as_deref().and_then(|i| policy.prices.get(i));
-            self.counts.auto_sales += stmt.execute(params![
-                row.live.0,
-                row.room_id,
-                buyer,
-                self.conn.last_insert_rowid(),
-                row.msg_id,
-                claim.item,
-                claim.variant,
-                claim.quantity.max(1),
-                price.map(|p| p.minor),
-                price.map(|p| &p.currency),
-                self.now,
-            ])? as u64;
-        }
-        Ok(())
-    }
-}
-
-/// Binds `rows` to an INSERT of exactly that many events and runs it: the number stored.
-fn insert_events(stmt: &mut RawStatement<'_>, rows: &[&EventRow]) -> rusqlite::Result<u64> {
+fn insert_event(stmt: &mut RawStatement<'_>, row: &EventRow) -> rusqlite::Result<u64> {
+    let user = row.user.as_ref();
+    let d = &row.data;
     stmt.execute(|b| {
-        for (i, row) in rows.iter().enumerate() {
-            let at = (i * EVENT_PARAMETERS) as std::ffi::c_int;
-            let user = row.user.as_ref();
-            let d = &row.data;
-            b.int(at + 1, Some(row.live.0));
-            b.int(at + 2, Some(row.room_id));
-            b.int(at + 3, Some(row.msg_id));
-            b.text(at + 4, Some(row.kind));
-            b.int(at + 5, Some(row.ts));
-            b.int(at + 6, user.and_then(|u| u.id));
-            b.text(at + 7, user.map(|u| u.unique_id.as_str()));
-            b.text(at + 8, user.map(|u| u.nickname.as_str()));
-            b.text(at + 9, d.comment.as_deref());
-            b.int(at + 10, d.gift_id);
-            b.text(at + 11, d.gift_name.as_deref());
-            b.int(at + 12, d.repeat_count);
-            b.int(at + 13, d.total_diamonds);
-            b.int(at + 14, d.gift_streaking.map(i64::from));
-            b.int(at + 15, d.like_count);
-            b.int(at + 16, d.total_like_count);
-            b.int(at + 17, d.viewer_count);
-            b.text(at + 18, Some(&row.json));
-        }
+        b.int(1, Some(row.live.0));
+        b.int(2, Some(row.room_id));
+        b.int(3, Some(row.msg_id));
+        b.text(4, Some(row.kind));
+        b.int(5, Some(row.ts));
+        b.int(6, user.and_then(|u| u.id));
+        b.text(7, user.map(|u| u.unique_id.as_str()));
+        b.text(8, user.map(|u| u.nickname.as_str()));
+        b.text(9, d.comment.as_deref());
+        b.int(10, d.gift_id);
+        b.text(11, d.gift_name.as_deref());
+        b.int(12, d.repeat_count);
+        b.int(13, d.total_diamonds);
+        b.int(14, d.gift_streaking.map(i64::from));
+        b.int(15, d.like_count);
+        b.int(16, d.total_like_count);
+        b.int(17, d.viewer_count);
+        b.text(18, Some(&row.json));
     })
 }
 
@@ -1210,7 +1122,7 @@ mod tests {
     }
 
     #[test]
-    fn events_stored_a_group_at_a_time_give_each_claim_its_own_event_and_skip_duplicates() {
+    fn a_batch_mixing_new_claims_and_duplicates_gives_each_claim_its_own_event_and_sale() {
         let Fixture { _dir, path, w, l } = start(WriterConfig {
             max_batch: 1000,
             max_delay: Duration::from_secs(3600),
@@ -1239,8 +1151,8 @@ mod tests {
             w.send(l, &event(msg)).unwrap();
         }
         w.flush().unwrap();
-        // One batch of 41 events: two full groups and the rest. Messages 1 to 5 again, and 21 (a claim)
-        // twice in the same group; claims at a group's last row (16) and the next one's first (17).
+        // One batch of 41 events: messages 1 to 5 again, 21 (a claim) twice in a row, and claims next
+        // to each other (16, 17).
         for msg in 1..=40 {
             w.send(l, &event(msg)).unwrap();
             if msg == 21 {
