@@ -456,6 +456,26 @@ fn a_database_of_schema_version_1_is_migrated_with_its_claims() {
         1,
         "the old rows are kept"
     );
+    // Rebuilt by migration 4: the claim still points at its event, and the key is message first.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM claims c JOIN events e ON e.id = c.event_id AND e.msg_id = 900"
+        ),
+        1
+    );
+    let key: String = db
+        .query_row(
+            "SELECT group_concat(name) FROM pragma_index_info('sqlite_autoindex_events_1')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(key, "msg_id,room_id");
+    assert!(
+        out.stderr.contains("upgrading the database's schema") && out.stderr.contains("old.db"),
+        "the upgrade is said once, with the file: {out}"
+    );
 }
 
 /// A long stream of chat, likes and claims in frames of 50 messages.

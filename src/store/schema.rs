@@ -315,6 +315,16 @@ fn apply_migrations(conn: &mut Connection, target: usize) -> rusqlite::Result<us
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = user_version(&tx)? as usize;
     if found < target {
+        if found > 0 {
+            // Once per upgrade; rebuilding the events of a long history takes seconds (about 15 per
+            // million events for migration 4).
+            tracing::info!(
+                db = tx.path().unwrap_or("?"),
+                from = found,
+                to = target,
+                "upgrading the database's schema; this happens once"
+            );
+        }
         for sql in &MIGRATIONS[found..target] {
             tx.execute_batch(sql)?;
         }
