@@ -336,7 +336,8 @@ fn apply_migrations(conn: &mut Connection, target: usize) -> rusqlite::Result<us
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
                 Some(format!(
-                    "migrating to version {target} would break a foreign key of table {table}"
+                    "after the upgrade to schema version {target}, table {table} would hold a row \
+                     whose foreign key points nowhere; the upgrade was not applied"
                 )),
             ));
         }
