@@ -6,8 +6,9 @@
 //! milliseconds. Never edit a migration that has shipped: add one.
 
 use std::path::Path;
+use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
@@ -292,6 +293,12 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
 /// Applies the migrations up to `target` (a number of migrations) in one transaction; returns the
 /// version found. A database at or past `target` is not written to.
 fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<usize> {
+    migrate_with(conn, &MIGRATIONS[..target])
+}
+
+/// [`migrate_to`] with the list of migrations given (tests give one that breaks a reference).
+fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<usize> {
+    let target = migrations.len();
     let found = user_version(conn)? as usize;
     if found >= target {
         return Ok(found);
@@ -300,21 +307,43 @@ fn migrate_to(conn: &mut Connection, target: usize) -> rusqlite::Result<usize> {
     // (or refuse to delete) the rows of the tables referring to it. So, as SQLite's documentation on
     // changing a table asks, foreign keys are off while migrating (the pragma is ignored inside a
     // transaction) and checked before committing; they are on again whatever happens.
+    //
+    // Another process may be migrating the same file: rebuilding a long history holds the write lock
+    // for seconds (about 15 per million events for migration 4), longer than the usual busy timeout,
+    // so this waits for the lock up to `MIGRATION_LOCK_WAIT`, then finds the work done.
     let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    let busy_timeout: i64 = conn.pragma_query_value(None, "busy_timeout", |r| r.get(0))?;
     conn.pragma_update(None, "foreign_keys", false)?;
-    let migrated = apply_migrations(conn, target);
-    let restored = conn.pragma_update(None, "foreign_keys", enforced);
+    conn.busy_timeout(MIGRATION_LOCK_WAIT)?;
+    let migrated = apply_migrations(conn, migrations);
+    let restored = conn
+        .pragma_update(None, "foreign_keys", enforced)
+        .and_then(|()| conn.busy_timeout(Duration::from_millis(busy_timeout.max(0) as u64)));
     let found = migrated?;
     restored?;
     Ok(found)
 }
 
-fn apply_migrations(conn: &mut Connection, target: usize) -> rusqlite::Result<usize> {
+/// How long opening a database waits for another process's migration of it.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(600);
+
+/// Rows whose foreign key points nowhere, in the whole database.
+fn broken_references(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })
+}
+
+fn apply_migrations(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<usize> {
+    let target = migrations.len();
     // IMMEDIATE takes the write lock first, so that two processes opening an old database at once
     // migrate it once: the second one reads the version again under the lock.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = user_version(&tx)? as usize;
     if found < target {
+        // Compared after the migrations, which must not add any; some may be older (a row deleted in
+        // the `sqlite3` shell, where foreign keys are off by default), and those do not block it.
+        let broken_before = broken_references(&tx)?;
         if found > 0 {
             // Once per upgrade; rebuilding the events of a long history takes seconds (about 15 per
             // million events for migration 4).
@@ -325,19 +354,18 @@ fn apply_migrations(conn: &mut Connection, target: usize) -> rusqlite::Result<us
                 "upgrading the database's schema; this happens once"
             );
         }
-        for sql in &MIGRATIONS[found..target] {
+        for sql in &migrations[found..] {
             tx.execute_batch(sql)?;
         }
-        let broken: Option<String> = tx
-            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-            .optional()?;
-        if let Some(table) = broken {
+        let broken_after = broken_references(&tx)?;
+        if broken_after > broken_before {
             // Rolled back when `tx` drops.
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
                 Some(format!(
-                    "after the upgrade to schema version {target}, table {table} would hold a row \
-                     whose foreign key points nowhere; the upgrade was not applied"
+                    "the upgrade to schema version {target} would leave {} more rows whose foreign \
+                     key points nowhere ({broken_before} before); it was not applied",
+                    broken_after - broken_before
                 )),
             ));
         }
@@ -492,32 +520,75 @@ mod tests {
     }
 
     #[test]
-    fn a_migration_that_would_break_a_reference_is_rolled_back() {
+    fn a_migration_that_breaks_a_reference_is_rolled_back_but_an_older_broken_one_does_not_block() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v3-broken.db");
         let mut conn = Connection::open(&path).unwrap();
         migrate_to(&mut conn, 3).unwrap();
-        // Written with foreign keys off: a claim of an event that does not exist.
+        // Written with foreign keys off, as in the `sqlite3` shell: a claim of an event that does not
+        // exist, and an event with its claim.
         conn.pragma_update(None, "foreign_keys", false).unwrap();
         conn.execute_batch(
             "INSERT INTO lives (id, host, room_id, source, started_at) VALUES (1, 'shop', 7, 'watch', 100);
-             INSERT INTO claims (event_id, live_id, room_id, msg_id, quantity, raw, ts) VALUES (999, 1, 7, 1, 1, 'jp', 0);",
+             INSERT INTO claims (event_id, live_id, room_id, msg_id, quantity, raw, ts) VALUES (999, 1, 7, 1, 1, 'jp', 0);
+             INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) VALUES (5, 1, 7, 2, 'chat', 0, '{}');
+             INSERT INTO claims (event_id, live_id, room_id, msg_id, quantity, raw, ts) VALUES (5, 1, 7, 2, 1, 'jp', 0);",
         )
         .unwrap();
-        let err = migrate_to(&mut conn, 4).unwrap_err().to_string();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        // A migration that deletes the event of a claim is refused, and changes nothing.
+        let mut breaking = MIGRATIONS[..3].to_vec();
+        breaking.push("CREATE TABLE scratch (x); DELETE FROM events WHERE id = 5;");
+        let err = migrate_with(&mut conn, &breaking).unwrap_err().to_string();
         assert!(
-            err.contains("foreign key") && err.contains("claims"),
+            err.contains("1 more rows") && err.contains("(1 before)"),
             "{err}"
         );
         assert_eq!(user_version(&conn).unwrap(), 3, "nothing was applied");
-        let tables: i64 = conn
+        let left: (i64, i64) = conn
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%_v4'",
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM sqlite_schema WHERE name = 'scratch')",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!(tables, 0);
+        assert_eq!(left, (1, 0));
+        let fk: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(fk, "foreign keys are on again after the failure");
+        // The real migration goes through, and keeps the older broken row as it was.
+        migrate_to(&mut conn, 4).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 4);
+        assert_eq!(broken_references(&conn).unwrap(), 1);
+    }
+
+    #[test]
+    fn opening_waits_for_another_process_migrating_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3-busy.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "wal").unwrap();
+            migrate_to(&mut conn, 3).unwrap();
+        }
+        // Another connection holds the write lock for longer than the usual busy timeout (5 s).
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(6));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        let started = std::time::Instant::now();
+        let store = Store::open(&path).unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_secs(6));
+        assert_eq!(user_version(store.conn()).unwrap(), SUPPORTED_VERSION);
+        let timeout: i64 = store
+            .conn()
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .unwrap();
+        assert_eq!(timeout, 5000, "the usual timeout again");
+        released.join().unwrap();
     }
 
     #[test]
