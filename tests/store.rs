@@ -289,6 +289,18 @@ fn auto_sale_creates_a_pending_sale_per_claim_with_the_price_list() {
         ],
     ));
     assert_eq!(out.code(), Some(0), "{out}");
+    let mut lines = out.stderr.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap_or_default()
+            .contains("storing events in")
+            && lines
+                .next()
+                .unwrap_or_default()
+                .contains("a pending sale will be created for every claim prices=1"),
+        "where the data goes first, then the sales: {out}"
+    );
     let db = open(&default_db(dir.path()));
     type SaleRow = (
         String,

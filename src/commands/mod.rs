@@ -60,6 +60,9 @@ pub(crate) fn start_store(
     }
     let path = db_path(&args.db)?;
     tracing::info!("storing events in {}", path.display());
+    if let Some(policy) = &auto_sale {
+        policy.announce();
+    }
     let config = WriterConfig {
         max_batch: args.commit_events as usize,
         max_delay: args.commit_interval,
@@ -105,10 +108,6 @@ pub(crate) fn auto_sale(args: &AutoSaleArgs, no_store: bool) -> anyhow::Result<O
         Some(path) => PriceList::load(path, &currency).map_err(UsageError)?,
         None => PriceList::default(),
     };
-    tracing::info!(
-        prices = prices.len(),
-        "a pending sale will be created for every claim"
-    );
     Ok(Some(AutoSale { prices }))
 }
 

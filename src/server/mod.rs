@@ -109,6 +109,9 @@ pub async fn serve(
     let store = Store::open(&config.db_path)?;
     let writer = Arc::new(StoreWriter::spawn(&config.db_path, config.writer.clone())?);
     tracing::info!("storing events in {}", config.db_path.display());
+    if let Some(policy) = &config.writer.auto_sale {
+        policy.announce();
+    }
 
     let api_listener = bind(config.bind, config.port, "--port / PORT").await?;
     let feed_listener = match config.ws_port {

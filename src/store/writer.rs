@@ -60,6 +60,16 @@ pub struct AutoSale {
     pub prices: PriceList,
 }
 
+impl AutoSale {
+    /// Says on stderr that claims become pending sales: after the line saying where events go.
+    pub fn announce(&self) {
+        tracing::info!(
+            prices = self.prices.len(),
+            "a pending sale will be created for every claim"
+        );
+    }
+}
+
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
