@@ -372,6 +372,8 @@ impl Expected {
 fn cached_database(dir: &Path, events: u64) -> Result<(PathBuf, bool), Box<dyn std::error::Error>> {
     let path = dir.join(format!("export-v{GENERATOR_VERSION}-e{events}.db"));
     if path.exists() {
+        // Migrated to this binary's schema here, untimed, rather than inside the first timed export.
+        drop(tiklive::store::Store::open(&path)?);
         return Ok((path, false));
     }
     let building = dir.join(format!("export-v{GENERATOR_VERSION}-e{events}.db.building"));
