@@ -155,6 +155,9 @@ fn store_once(
     let stats = emitter.finish_store().expect("a store is attached")?;
     let elapsed = started.elapsed();
     let ingest = elapsed.saturating_sub(stats.closing);
+    let db_bytes = std::fs::metadata(db)?.len();
+    // The next run writes a database of its own; this one is not needed.
+    std::fs::remove_file(db)?;
     Ok(Run {
         events: stats.events,
         transactions: stats.transactions,
@@ -163,11 +166,6 @@ fn store_once(
         events_per_sec: stats.events as f64 / ingest.as_secs_f64(),
         closing_secs: stats.closing.as_secs_f64(),
         with_closing_per_sec: stats.events as f64 / elapsed.as_secs_f64(),
-        db_bytes: {
-            let size = std::fs::metadata(db)?.len();
-            // The next run writes a database of its own; this one is not needed.
-            std::fs::remove_file(db)?;
-            size
-        },
+        db_bytes,
     })
 }

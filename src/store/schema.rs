@@ -309,7 +309,7 @@ fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<
     // transaction) and checked before committing; they are on again whatever happens.
     //
     // Another process may be migrating the same file: rebuilding a long history holds the write lock
-    // for seconds (about 15 per million events for migration 4), longer than the usual busy timeout,
+    // for seconds (13 to 15 per million events for migration 4), longer than the usual busy timeout,
     // so this waits for the lock up to `MIGRATION_LOCK_WAIT`, then finds the work done.
     let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
     let busy_timeout: i64 = conn.pragma_query_value(None, "busy_timeout", |r| r.get(0))?;
@@ -345,8 +345,7 @@ fn apply_migrations(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Res
         // the `sqlite3` shell, where foreign keys are off by default), and those do not block it.
         let broken_before = broken_references(&tx)?;
         if found > 0 {
-            // Once per upgrade; rebuilding the events of a long history takes seconds (about 15 per
-            // million events for migration 4).
+            // Once per upgrade, which may take a while (see above).
             tracing::info!(
                 db = tx.path().unwrap_or("?"),
                 from = found,
