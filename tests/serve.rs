@@ -297,6 +297,74 @@ fn serve_answers_the_api_and_feeds_websocket_clients() {
     assert_eq!(sales, 2);
 }
 
+/// After a restart, `/events` of a host still starts with what was stored before it, followed by what
+/// the new run has seen (kept in memory, connection lines included), each event once.
+#[test]
+fn events_stored_before_a_restart_are_still_served_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_mock = Mock::start(live());
+    let server = Server::start(&first_mock, dir.path(), &["--user", "seller"]);
+    wait_connected(&server, 4);
+    let out = server.terminate();
+    assert_eq!(out.code(), Some(0), "{out}");
+
+    // The second run's live: messages of its own (the first run's ids are used up), one the same.
+    let mut m = Messages::new(ROOM_ID);
+    let again = m.chat(&buyer(), "JP A12 M");
+    for _ in 0..10 {
+        m.chat(&fan(), "used up");
+    }
+    let second = Scenario::default().script(vec![
+        Step::frame(vec![
+            again,
+            m.chat(&fan(), "de retour"),
+            m.like(&fan(), 2, 130),
+        ]),
+        Step::Silence,
+    ]);
+    let second_mock = Mock::start(second);
+    let server = Server::start(&second_mock, dir.path(), &["--user", "seller"]);
+    wait_connected(&server, 3);
+    let all = server.get("/events?live=seller").json();
+    let summary: Vec<String> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap(),
+                e["comment"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "gift ",
+            "like ",
+            "room_user ",
+            "connection ",
+            "chat JP A12 M",
+            "chat de retour",
+            "like "
+        ],
+        "{all}"
+    );
+    // The limit keeps the newest; one type reaches into the store as well.
+    let last_two = server.get("/events?live=seller&limit=2").json();
+    assert_eq!(last_two["events"][0]["comment"], "de retour", "{last_two}");
+    assert_eq!(last_two["events"][1]["type"], "like", "{last_two}");
+    let likes = server.get("/events?live=seller&type=like").json();
+    let totals: Vec<u64> = likes["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["total_like_count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(totals, [120, 130], "{likes}");
+}
+
 #[test]
 fn connect_and_disconnect_follow_lives_on_demand() {
     let scenario = live();

@@ -3,7 +3,7 @@
 //! is configured. Database work runs on blocking threads; sales go through `orders`, exactly as the
 //! command line makes them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -629,27 +629,31 @@ async fn events(query: String, state: Arc<AppState>) -> Result<Response, ApiErro
         .unwrap_or(100)
         .clamp(1, MAX_EVENTS);
     let before = query.number::<u64>("before")?;
-    // The recent events of a followed live are in memory, including those not yet committed.
+    // The recent events of a followed live are in memory, including those not yet committed (and its
+    // connection lines, which are never stored).
+    let mut recent: Vec<(u64, Arc<super::feed::FeedItem>)> = Vec::new();
     if let (Some(live), None) = (&live, before) {
-        let recent = state.feed.recent_of(live);
-        let matching: Vec<&str> = recent
-            .iter()
-            .filter(|item| match &item.kind {
-                super::feed::FeedKind::Event { type_name: t, .. } => {
-                    type_name.as_deref().is_none_or(|want| want == *t)
-                }
-                _ => false,
-            })
-            .map(|item| item.text.as_str())
-            .collect();
-        if matching.len() >= limit as usize
-            || (!recent.is_empty() && recent.len() < super::feed::RECENT_PER_LIVE)
-        {
-            let start = matching.len().saturating_sub(limit as usize);
-            return Ok(events_response(&matching[start..]));
+        for item in state.feed.recent_of(live) {
+            if let super::feed::FeedKind::Event {
+                type_name: t,
+                msg_id,
+                ..
+            } = &item.kind
+                && type_name.as_deref().is_none_or(|want| want == *t)
+            {
+                recent.push((*msg_id, Arc::clone(&item)));
+            }
+        }
+        if recent.len() >= limit as usize {
+            let start = recent.len() - limit as usize;
+            return Ok(events_response(
+                recent[start..].iter().map(|(_, item)| item.text.as_str()),
+            ));
         }
     }
-    let lines = with_store(&state, move |store| {
+    // Older events come from the store: those of earlier runs (before a restart of serve, or lives
+    // that ended) and those that have left the ring. Events still in memory are not taken twice.
+    let stored = with_store(&state, move |store| {
         Ok(history::events_page(
             store.conn(),
             live.as_deref(),
@@ -659,15 +663,26 @@ async fn events(query: String, state: Arc<AppState>) -> Result<Response, ApiErro
         )?)
     })
     .await?;
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    Ok(events_response(&lines))
+    let in_memory: HashSet<u64> = recent.iter().map(|(id, _)| *id).collect();
+    let older: Vec<&str> = stored
+        .iter()
+        .filter(|e| !in_memory.contains(&e.msg_id))
+        .map(|e| e.json.as_str())
+        .collect();
+    let skip = (older.len() + recent.len()).saturating_sub(limit as usize);
+    Ok(events_response(
+        older
+            .into_iter()
+            .chain(recent.iter().map(|(_, item)| item.text.as_str()))
+            .skip(skip),
+    ))
 }
 
 /// `{"events": [...]}` from JSON texts, without parsing them again.
-fn events_response(lines: &[&str]) -> Response {
-    let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 16);
+fn events_response<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> Response {
+    let mut body = String::with_capacity(lines.clone().map(|l| l.len() + 1).sum::<usize>() + 16);
     body.push_str("{\"events\":[");
-    for (i, line) in lines.iter().enumerate() {
+    for (i, line) in lines.enumerate() {
         if i > 0 {
             body.push(',');
         }

@@ -8,16 +8,23 @@ use serde::Serialize;
 use super::{StoreError, sql_id};
 use crate::events::rfc3339_ms;
 
+/// A stored event: its message id and the JSON line `watch` printed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub msg_id: u64,
+    pub json: String,
+}
+
 /// Events of `host`'s lives (every host when `None`), of one `type` if given, older than message
-/// `before` if given: at most `limit`, returned oldest first, as the JSON lines `watch` printed.
+/// `before` if given: at most `limit`, returned oldest first.
 pub fn events_page(
     conn: &Connection,
     host: Option<&str>,
     type_name: Option<&str>,
     before: Option<u64>,
     limit: u32,
-) -> Result<Vec<String>, StoreError> {
-    let mut sql = String::from("SELECT e.json FROM events e WHERE 1");
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut sql = String::from("SELECT e.msg_id, e.json FROM events e WHERE 1");
     let mut values: Vec<Value> = Vec::new();
     if let Some(host) = host {
         sql.push_str(" AND e.live_id IN (SELECT id FROM lives WHERE host = ?)");
@@ -45,7 +52,12 @@ pub fn events_page(
     values.push(i64::from(limit).into());
     let mut stmt = conn.prepare(&sql)?;
     let mut lines = stmt
-        .query_map(params_from_iter(values), |r| r.get::<_, String>(0))?
+        .query_map(params_from_iter(values), |r| {
+            Ok(StoredEvent {
+                msg_id: r.get::<_, i64>(0)? as u64,
+                json: r.get(1)?,
+            })
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     lines.reverse();
     Ok(lines)
