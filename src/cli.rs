@@ -16,8 +16,10 @@ Exit codes:
   3    user not found, or not live
   4    the signing service or TikTok refused the connection (rate limit, API key, plan)
   5    network failure after all retries
-  6    the database cannot be opened (unreadable, another application's, or newer than tiklive)
-  7    the sale or message does not exist, or a sale already exists for that message
+  6    the database cannot be opened (missing for export and sale, unreadable, another
+       application's, or newer than tiklive)
+  7    the sale, message, buyer or live named does not exist, or the message already has a
+       sale (without --force)
   8    a TikTok login failed or must be done again (consent refused, wrong state, code or
        refresh token refused by TikTok, no callback in time)
   130  interrupted (Ctrl-C); 143 on SIGTERM";

@@ -41,6 +41,28 @@ pub struct NotFoundError(pub String);
 #[error("interrupted")]
 pub struct Interrupted;
 
+/// The error and its causes on one line, "what failed: why", each said once. Many errors already
+/// include their cause in their own text (thiserror's `{source}`, rusqlite's message, which is also the
+/// text of its SQLite error code), and anyhow's `{:#}` would repeat it after them.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        // rusqlite's error shows its message, or else this code's description: either way, said.
+        if !text.is_empty() && cause.is::<rusqlite::ffi::Error>() {
+            continue;
+        }
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// Picks the exit code for an error from the first typed error in its chain.
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
@@ -84,6 +106,7 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
 pub fn store_exit(err: &StoreError) -> Exit {
     match err {
         StoreError::Create { .. }
+        | StoreError::Access { .. }
         | StoreError::Open { .. }
         | StoreError::TooNew { .. }
         | StoreError::NotTiklive { .. } => Exit::Database,
@@ -97,4 +120,36 @@ pub fn is_closed_pipe(err: &std::io::Error) -> bool {
         err.kind(),
         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_text_is_said_once() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+            Some("file is not a database".into()),
+        );
+        let err = anyhow::Error::from(StoreError::Open {
+            path: "notes.db".into(),
+            source: sqlite,
+        });
+        assert_eq!(
+            message(&err),
+            "cannot open the database notes.db: file is not a database"
+        );
+        // Without a message of its own, rusqlite shows the code's description, also once.
+        let bare = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        let text = message(&anyhow::Error::from(bare));
+        assert_eq!(text.matches("full").count(), 1, "{text}");
+        // Context that does not repeat its cause keeps it.
+        let io = std::io::Error::other("disk on fire");
+        let err = anyhow::Error::from(io).context("cannot write out.csv");
+        assert_eq!(message(&err), "cannot write out.csv: disk on fire");
+    }
 }

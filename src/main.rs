@@ -18,7 +18,11 @@ fn main() -> ExitCode {
         Ok(exit) => exit,
         Err(err) => {
             // Not eprintln!: a closed stderr must not turn an error into a panic.
-            let _ = writeln!(std::io::stderr(), "tiklive: error: {err:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "tiklive: error: {}",
+                tiklive::error::message(&err)
+            );
             tiklive::error::exit_for(&err)
         }
     };

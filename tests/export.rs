@@ -1023,22 +1023,32 @@ fn a_database_that_cannot_be_opened_exits_6_and_is_left_alone() {
         "not a database at all, just some notes\n".repeat(100),
     )
     .unwrap();
-    for path in [&other, &text] {
+    for (path, cause) in [
+        (&other, "another application"),
+        (&text, "file is not a database"),
+    ] {
         let before = std::fs::read(path).unwrap();
         let out = run(export_cmd(dir.path(), path, &[]));
         assert_eq!(out.code(), Some(6), "{out}");
         assert!(out.stderr.contains(&*path.to_string_lossy()), "{out}");
+        assert_eq!(out.stderr.matches(cause).count(), 1, "said once: {out}");
         assert!(out.stdout.is_empty(), "{out}");
         assert_eq!(std::fs::read(path).unwrap(), before);
     }
     let missing = dir.path().join("typo.db");
     let out = run(export_cmd(dir.path(), &missing, &[]));
     assert_eq!(out.code(), Some(6), "{out}");
+    assert!(out.stderr.contains("typo.db"), "{out}");
+    assert_eq!(out.stderr.matches("no such file").count(), 1, "{out}");
+    assert!(!missing.exists(), "no database is created by an export");
+    // A directory where the database should be: opening it fails, it is not "created".
+    let out = run(export_cmd(dir.path(), dir.path(), &[]));
+    assert_eq!(out.code(), Some(6), "{out}");
     assert!(
-        out.stderr.contains("typo.db") && out.stderr.contains("no such file"),
+        out.stderr.contains("cannot open the database") && !out.stderr.contains("create"),
         "{out}"
     );
-    assert!(!missing.exists(), "no database is created by an export");
+    assert_eq!(out.stderr.matches("Is a directory").count(), 1, "{out}");
 }
 
 #[test]

@@ -514,7 +514,7 @@ fn bad_input_exits_2_and_unknown_things_exit_7_without_writing() {
 }
 
 #[test]
-fn a_file_that_is_not_a_tiklive_database_exits_6_untouched() {
+fn a_file_that_is_not_a_tiklive_database_or_no_file_exits_6_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");
     std::fs::write(
@@ -545,6 +545,14 @@ fn a_file_that_is_not_a_tiklive_database_exits_6_untouched() {
             path.display()
         );
     }
+    // A mistyped --db is an error, not a new database that has no sales.
+    let typo = dir.path().join("tiklve.db");
+    for args in [&["list"][..], &["create", "--buyer", "@a", "--item", "A"]] {
+        let out = sale(dir.path(), &typo, args);
+        fails(&out, 6, "no such file");
+        assert_eq!(out.stderr.matches("no such file").count(), 1, "{out}");
+    }
+    assert!(!typo.exists(), "no database created");
 }
 
 #[test]

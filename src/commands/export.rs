@@ -16,7 +16,6 @@ use crate::events::{now_ms, parse_time_arg};
 use crate::export::{
     self, CsvFormat, Cursor, ExportError, Filters, Kind, Progress, Request, Written,
 };
-use crate::store::{Store, StoreError};
 
 /// Exports walking through fewer row ids than this finish too fast for a progress bar to help.
 const LARGE_EXPORT: u64 = 200_000;
@@ -43,7 +42,7 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     let user = args.user.as_deref();
     // Usage errors before the database is opened.
     export::check_filters(kind, &filters, user).map_err(command_error)?;
-    let store = open_existing(&super::db_path(&args.db)?)?;
+    let store = super::open_store(&args.db)?;
     let filters = export::resolve_filters(&store, kind, filters, user).map_err(command_error)?;
     let conn = store.conn();
     let cursor = match &args.incremental {
@@ -118,23 +117,6 @@ fn csv_format(args: &ExportArgs) -> Result<CsvFormat, UsageError> {
             export::parse_delimiter(text).map_err(|e| UsageError(format!("--delimiter: {e}")))?;
     }
     Ok(format)
-}
-
-/// Opens the database without creating it: exporting from a path that holds no database (a typo in
-/// `--db`, say) is an error, not an empty file and a new database.
-fn open_existing(path: &Path) -> anyhow::Result<Store> {
-    if !path.exists() {
-        let missing = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some("no such file; `tiklive watch` and `replay` create it".into()),
-        );
-        return Err(StoreError::Open {
-            path: path.to_owned(),
-            source: missing,
-        }
-        .into());
-    }
-    Ok(Store::open(path)?)
 }
 
 /// Gives the core's errors the exit codes the command line documents.

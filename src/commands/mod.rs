@@ -111,9 +111,22 @@ pub(crate) fn auto_sale(args: &AutoSaleArgs, no_store: bool) -> anyhow::Result<O
     Ok(Some(AutoSale { prices }))
 }
 
-/// Opens (creating and migrating) the database for a command that reads or edits it.
+/// Opens (and migrates) the database of a command that reads or edits what `watch` and `replay` stored
+/// (`export`, `sale`), without creating it: a path that holds no database (a typo in `--db`, say) is an
+/// error, not a new, empty database that answers "nothing".
 pub(crate) fn open_store(args: &DbArgs) -> anyhow::Result<crate::store::Store> {
     let path = db_path(args)?;
+    if !path.exists() {
+        let missing = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some("no such file; `tiklive watch` and `replay` create it".into()),
+        );
+        return Err(crate::store::StoreError::Open {
+            path,
+            source: missing,
+        }
+        .into());
+    }
     Ok(crate::store::Store::open(&path)?)
 }
 

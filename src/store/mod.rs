@@ -81,6 +81,13 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The file (or what is at its path) exists but cannot be opened for writing.
+    #[error("cannot open the database {}: {source}", path.display())]
+    Access {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot open the database {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -265,7 +272,16 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     options.read(true).write(true).create(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map_err(create_err)?;
+    options.open(path).map_err(|source| {
+        if fs::symlink_metadata(path).is_ok() {
+            StoreError::Access {
+                path: path.to_owned(),
+                source,
+            }
+        } else {
+            create_err(source)
+        }
+    })?;
     Ok(())
 }
 
@@ -278,12 +294,12 @@ fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
         let meta = match fs::metadata(&file) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(StoreError::Create { path: file, source }),
+            Err(source) => return Err(StoreError::Access { path: file, source }),
         };
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             fs::set_permissions(&file, fs::Permissions::from_mode(mode & 0o700))
-                .map_err(|source| StoreError::Create { path: file, source })?;
+                .map_err(|source| StoreError::Access { path: file, source })?;
         }
     }
     #[cfg(not(unix))]
