@@ -1069,3 +1069,53 @@ fn an_empty_database_exports_the_header_only() {
     assert_eq!(out.code(), Some(0), "{out}");
     assert_eq!(out.stdout.lines().count(), 1);
 }
+
+/// Ctrl-C or SIGTERM (a cron job's timeout, systemd's stop) while `--out` is being written: the export
+/// exits 130 or 143 and leaves neither the file nor its hidden temporary copy.
+#[test]
+fn an_interrupted_export_to_a_file_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    drop(Store::open(&db).unwrap());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO lives (host, room_id, source, started_at) VALUES ('shop', 1, 'watch', 0);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+             INSERT INTO events (live_id, room_id, msg_id, type, ts, comment, json)
+             SELECT 1, 1, i, 'chat', i, 'jp', printf('{\"type\":\"chat\",\"comment\":\"%0400d\"}', i)
+             FROM n;",
+        )
+        .unwrap();
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let out_dir = dir.path().join(format!("out-{signal}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        let target = out_dir.join("all.csv");
+        let mut child = export_cmd(
+            dir.path(),
+            &db,
+            &["events", "--out", target.to_str().unwrap()],
+        )
+        .spawn()
+        .unwrap();
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(&out_dir).unwrap().next().is_none() {
+            if child.try_wait().unwrap().is_some() {
+                panic!(
+                    "the export ended before its file appeared: {}",
+                    finish(child)
+                );
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = finish(child);
+        assert_eq!(out.code(), Some(code), "{out}");
+        let left: Vec<_> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}

@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock, mpsc};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,6 +16,7 @@ use crate::events::{now_ms, parse_time_arg};
 use crate::export::{
     self, CsvFormat, Cursor, ExportError, Filters, Kind, Progress, Request, Written,
 };
+use crate::server::lock;
 
 /// Exports walking through fewer row ids than this finish too fast for a progress bar to help.
 const LARGE_EXPORT: u64 = 200_000;
@@ -150,6 +151,8 @@ fn write_atomically(
         fastrand::u32(..)
     ));
     let temp = dir.join(temp_name);
+    // Before the file exists, so that no signal can leave it behind.
+    let pending = PendingTemp::watch_signals(&temp)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -177,12 +180,101 @@ fn write_atomically(
             return Err(err.context(format!("cannot write {}", target.display())));
         }
     };
+    drop(pending);
     // Makes the rename itself durable before an --incremental cursor records the export; some
     // file systems cannot sync a directory, and the file is in place anyway.
     if let Ok(dir) = File::open(&dir) {
         let _ = dir.sync_all();
     }
     Ok(written)
+}
+
+/// The temporary file of `--out` while it is written, which SIGINT (Ctrl-C) or SIGTERM (a cron job's
+/// or systemd's timeout) would otherwise leave behind: a hidden, partial file per interrupted run.
+static PENDING_TEMP: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// While alive, a signal that ends the export removes the temporary file first. The export then exits
+/// as `watch` does (130 on SIGINT, 143 on SIGTERM), also after this guard is gone: the listening thread
+/// stays, since signals cannot be given back their default action.
+struct PendingTemp;
+
+impl PendingTemp {
+    fn watch_signals(temp: &Path) -> io::Result<PendingTemp> {
+        static LISTENING: OnceLock<io::Result<()>> = OnceLock::new();
+        *lock(&PENDING_TEMP) = Some(temp.to_owned());
+        let listening = LISTENING.get_or_init(listen_for_signals);
+        match listening {
+            Ok(()) => Ok(PendingTemp),
+            Err(err) => {
+                *lock(&PENDING_TEMP) = None;
+                Err(io::Error::new(
+                    err.kind(),
+                    format!("cannot watch for Ctrl-C: {err}"),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for PendingTemp {
+    fn drop(&mut self) {
+        *lock(&PENDING_TEMP) = None;
+    }
+}
+
+/// Starts the thread that waits for SIGINT or SIGTERM, and returns once it listens for both.
+fn listen_for_signals() -> io::Result<()> {
+    let (ready, is_ready) = mpsc::sync_channel::<io::Result<()>>(1);
+    std::thread::Builder::new()
+        .name("tiklive-signals".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                    return;
+                }
+            };
+            let exit = runtime.block_on(async move {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (mut interrupt, mut terminate) = match (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) {
+                        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+                        (Err(err), _) | (_, Err(err)) => {
+                            let _ = ready.send(Err(err));
+                            return None;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    tokio::select! {
+                        _ = interrupt.recv() => Some(Exit::Interrupted),
+                        _ = terminate.recv() => Some(Exit::Terminated),
+                    }
+                }
+                #[cfg(not(unix))]
+                {
+                    let interrupt = tokio::signal::ctrl_c();
+                    let _ = ready.send(Ok(()));
+                    interrupt.await.ok().map(|()| Exit::Interrupted)
+                }
+            });
+            if let Some(exit) = exit {
+                if let Some(temp) = lock(&PENDING_TEMP).take() {
+                    let _ = fs::remove_file(temp);
+                }
+                std::process::exit(exit as i32);
+            }
+        })?;
+    is_ready
+        .recv()
+        .unwrap_or_else(|_| Err(io::Error::other("the signal thread stopped")))
 }
 
 /// Bytes written between two background syncs of `--out`.

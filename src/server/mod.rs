@@ -30,7 +30,8 @@ use crate::error::UsageError;
 use crate::events::{DecodeOptions, now_ms};
 use crate::store::{Store, StoreWriter, WriterConfig};
 use crate::webcast::ClientConfig;
-use feed::{Feed, lock};
+use feed::Feed;
+pub(crate) use feed::lock;
 use lives::{LiveContext, Lives};
 
 /// How often a changed status is published, at most.
