@@ -25,11 +25,31 @@ pub fn minor_digits(currency: &str) -> u32 {
     }
 }
 
-/// Checks and normalises a currency code: three ASCII letters, returned upper case.
+/// The ISO 4217 codes of money people sell for: the current ones, and a few withdrawn recently that
+/// old price lists may still name (ANG, CUC, HRK, SLL, ZWL). Not the codes of metals, funds or tests.
+const CURRENCIES: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+    "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUC", "CUP",
+    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
+    "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HRK", "HTG", "HUF", "IDR",
+    "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW",
+    "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA",
+    "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD",
+    "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG",
+    "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE",
+    "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP",
+    "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+    "ZWL",
+];
+
+/// Checks and normalises a currency code: an ISO 4217 code of money (see [`CURRENCIES`]), in any case,
+/// returned upper case.
 pub fn parse_currency(text: &str) -> Result<String, String> {
-    let code = text.trim();
-    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
-        Ok(code.to_ascii_uppercase())
+    let code = text.trim().to_ascii_uppercase();
+    if CURRENCIES.binary_search(&code.as_str()).is_ok() {
+        Ok(code)
     } else {
         Err(format!(
             "invalid currency {text:?}: use an ISO 4217 code such as EUR, USD or GBP"
@@ -37,15 +57,35 @@ pub fn parse_currency(text: &str) -> Result<String, String> {
     }
 }
 
-/// Parses `12.50`, `12,50`, `12`, `1 234,50`, `12.50 USD`, `USD 12.50` or `12.50€`-free forms; the
+/// Parses `12.50`, `12,50`, `12`, `1 234,50`, `12.50 USD`, `USD 12.50`, `12,50 €` or `£3`; the
 /// currency is `default_currency` unless the text names one. More decimals than the currency has, a
 /// negative amount or anything else is an error that says what is accepted.
 pub fn parse_price(text: &str, default_currency: &str) -> Result<Price, String> {
     let invalid = |why: &str| {
         format!("invalid price {text:?}: {why} (examples: 12.50, 12,50, \"12.50 USD\")")
     };
-    // A currency code may stand before or after the amount: "USD 12.50", "12.50 usd".
+    // € and £ name one currency each; $ (and ¥) several, so they take a code instead.
     let trimmed = text.trim();
+    let (trimmed, symbol) = match (
+        trimmed.strip_prefix(['€', '£']),
+        trimmed.strip_suffix(['€', '£']),
+    ) {
+        (Some(rest), _) | (_, Some(rest)) => {
+            let symbol = if trimmed.contains('€') {
+                "EUR"
+            } else {
+                "GBP"
+            };
+            (rest.trim(), Some(symbol))
+        }
+        _ => (trimmed, None),
+    };
+    if trimmed.contains(['$', '¥', '€', '£']) {
+        return Err(invalid(
+            "write the currency as a code (USD, CAD, AUD, JPY, CNY…), not a symbol",
+        ));
+    }
+    // A currency code may stand before or after the amount: "USD 12.50", "12.50 usd".
     let is_code = |code: &str| code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic());
     let (amount, code) = match (trimmed.get(..3), trimmed.len().checked_sub(3)) {
         (Some(code), _) if is_code(code) => (trimmed[3..].trim(), Some(code)),
@@ -54,22 +94,33 @@ pub fn parse_price(text: &str, default_currency: &str) -> Result<Price, String> 
         }
         _ => (trimmed, None),
     };
-    let currency = parse_currency(code.unwrap_or(default_currency))?;
+    let currency = match (symbol, code) {
+        (Some(_), Some(_)) => return Err(invalid("a symbol and a code: give one")),
+        (Some(symbol), None) => symbol.to_owned(),
+        (None, Some(code)) => {
+            parse_currency(code).map_err(|e| format!("invalid price {text:?}: {e}"))?
+        }
+        (None, None) => parse_currency(default_currency)?,
+    };
     let digits = minor_digits(&currency);
-    // Spaces (also the narrow no-break ones of French formatting) group thousands.
-    let amount: String = amount
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '_'))
-        .collect();
     if amount.starts_with('-') {
         return Err(invalid("a price cannot be negative"));
     }
     let (whole, fraction) = match amount.find(['.', ',']) {
         Some(at) => (&amount[..at], &amount[at + 1..]),
-        None => (amount.as_str(), ""),
+        None => (amount, ""),
     };
+    // Spaces (also the no-break ones of French formatting) or underscores group the thousands of the
+    // whole part: "1 234 567", not "1 2 3".
+    let groups: Vec<&str> = whole.split([' ', '\u{a0}', '\u{202f}', '_']).collect();
+    let grouped = groups.len() == 1
+        || (matches!(groups[0].len(), 1..=3) && groups[1..].iter().all(|g| g.len() == 3));
+    if !grouped {
+        return Err(invalid("spaces may only group thousands"));
+    }
+    let whole = groups.concat();
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+    if whole.is_empty() && fraction.is_empty() || !all_digits(&whole) || !all_digits(fraction) {
         return Err(invalid("not a number"));
     }
     if fraction.len() > digits as usize {
@@ -212,7 +263,20 @@ mod tests {
         assert_eq!(p("GBP 3"), price(300, "GBP"));
         assert_eq!(p("1500 JPY"), price(1500, "JPY"));
         assert_eq!(p("1.234 KWD"), price(1234, "KWD"));
+        assert_eq!(p("12,50 €"), price(1250, "EUR"));
+        assert_eq!(p("£3.99"), price(399, "GBP"));
+        assert_eq!(p("1\u{202f}234\u{a0}567,50"), price(123_456_750, "EUR"));
+        assert_eq!(p("10_000"), price(1_000_000, "EUR"));
+        assert_eq!(p("12.50 chf"), price(1250, "CHF"));
         for bad in [
+            "1 2 3",
+            "12 ,50",
+            "1 2345",
+            "12,5 0",
+            "$12.50",
+            "12.50 ZZZ",
+            "12 € EUR",
+            "1 234 5",
             "",
             "abc",
             "-3",
@@ -227,6 +291,16 @@ mod tests {
             assert!(err.contains(bad), "{bad:?}: {err}");
         }
         assert!(parse_price("1", "EURO").is_err());
+        assert!(parse_price("1", "ABC").is_err());
+        assert!(
+            parse_currency("XAU").is_err(),
+            "gold is not a currency sellers price in"
+        );
+        assert_eq!(parse_currency(" gbp "), Ok("GBP".into()));
+        assert!(
+            CURRENCIES.windows(2).all(|w| w[0] < w[1]),
+            "sorted, for the search"
+        );
     }
 
     #[test]

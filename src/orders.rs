@@ -247,7 +247,7 @@ pub enum SaleError {
     #[error("a manual sale needs an item: pass --item CODE")]
     MissingItem,
     #[error(
-        "nothing to change in sale {0}: pass --status, --price, --qty, --item, --variant or --note"
+        "nothing to change in sale {0}: pass --status, --price (a new currency goes with it: --price '12.50 GBP'), --qty, --item, --variant or --note"
     )]
     NothingToChange(i64),
     #[error("the total of {quantity} × {price} {currency} is too large")]

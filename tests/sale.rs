@@ -314,6 +314,27 @@ fn a_manual_sale_by_handle_goes_to_the_buyers_live() {
         ],
     );
     assert_eq!(one(&by_id)["unique_id"], "anna");
+    // A French seller's price, with the euro sign and a narrow no-break space between thousands.
+    let euros = one(&sale(
+        dir.path(),
+        &db,
+        &[
+            "create",
+            "--buyer",
+            "@bob",
+            "--item",
+            "Z9",
+            "--price",
+            "1\u{202f}250,50 €",
+            "--currency",
+            "USD",
+        ],
+    ));
+    assert_eq!(
+        (&euros["unit_price"], &euros["currency"]),
+        (&"1250.50".into(), &"EUR".into()),
+        "{euros}"
+    );
 
     fails(
         &sale(
@@ -477,6 +498,10 @@ fn bad_input_exits_2_and_unknown_things_exit_7_without_writing() {
         "create --message {claim} --price 12.505 | invalid price
          create --message {claim} --price -3 | negative
          create --message {claim} --price 3 --currency EURO | EURO
+         create --message {claim} --price 3 --currency EUT | EUT
+         create --message {claim} --price 3_ABC | ABC
+         create --message {claim} --price 1_2_3 | thousands
+         create --message {claim} --price $3 | code
          create --message abc | invalid message id
          create --message 18446744073709551616 | invalid message id
          create --message {claim} --qty 0 | --qty
