@@ -685,10 +685,10 @@ Rows come in the order they were stored (their id; buyers by TikTok id). Times a
 UTC with milliseconds; TikTok ids are written in full. A text cell that starts with = + - @, a
 tab or a carriage return gets a leading ' so that no spreadsheet runs it as a formula.
 
-TIME accepts RFC 3339, a date (2026-11-22, midnight UTC), a Unix time in seconds, or a duration
-back from now (90m, 24h, 7d). --since and --until apply to the time of events and claims and to
-the creation of sales; buyers are those with an event, claim or sale within the filters, counted
-there.
+TIME accepts RFC 3339, a date (2026-11-22 or 20261122, midnight UTC), a Unix time in seconds or
+milliseconds, or a duration back from now (90m, 24h, 7d). --since and --until apply to the time of
+events and claims and to the creation of sales; buyers are those with an event, claim or sale
+within the filters, counted there.
 
 --incremental NAME exports the rows stored since the last export with that NAME (all of them the
 first time), and moves its cursor only once the output is complete: a failed or interrupted run

@@ -601,7 +601,9 @@ fn since_and_until_accept_every_time_form() {
         "2026-01-02T00:00:00Z",
         "2026-01-02T01:00:00+01:00",
         "2026-01-02",
+        "20260102",
         "1767312000",
+        "1767312000000",
     ] {
         assert_eq!(rows(&["--since", since]), second_day, "--since {since}");
     }
@@ -809,16 +811,19 @@ fn out_replaces_the_file_whole_or_not_at_all() {
     );
     assert_eq!(entries(&dir), ["events.csv"], "no temporary file left");
 
-    // A target that cannot be replaced (a directory): exit 1, and the temporary file is gone.
+    // A directory is not a file to write: a usage error naming a file in it, and nothing written.
     let blocked = dir.join("blocked.csv");
     std::fs::create_dir(&blocked).unwrap();
-    let out = f.export(&["--out", blocked.to_str().unwrap()]);
-    assert_eq!(out.code(), Some(1), "{out}");
-    assert!(
-        out.stderr.contains("cannot write") && out.stderr.contains("blocked.csv"),
-        "{out}"
-    );
-    assert_eq!(entries(&dir), ["blocked.csv", "events.csv"]);
+    let slash = format!("{}/", dir.join("new").display());
+    for target in [blocked.to_str().unwrap(), &slash] {
+        let out = f.export(&["--out", target]);
+        assert_eq!(out.code(), Some(2), "{out}");
+        assert!(
+            out.stderr.contains("is a directory") && out.stderr.contains("export.csv"),
+            "{out}"
+        );
+        assert_eq!(entries(&dir), ["blocked.csv", "events.csv"]);
+    }
 
     // A directory that refuses new files: a clear error, exit 1, the previous file untouched.
     let locked = f.dir.path().join("locked");
@@ -968,9 +973,8 @@ fn incremental_exports_only_what_was_stored_since_the_last_one() {
             .map(|bytes| msgs(&parse(&bytes, b',')));
         (out.code(), rows)
     };
-    let blocked = f.dir.path().join("blocked.csv");
-    std::fs::create_dir(&blocked).unwrap();
-    assert_eq!(likes_to(&blocked), (Some(1), None));
+    let nowhere = f.dir.path().join("no-such-dir").join("likes.csv");
+    assert_eq!(likes_to(&nowhere), (Some(1), None));
     let target = f.dir.path().join("likes.csv");
     assert_eq!(likes_to(&target), (Some(0), Some(vec![5, 14, 15, 17])));
     assert_eq!(likes_to(&target), (Some(0), Some(vec![])));

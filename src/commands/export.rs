@@ -136,6 +136,15 @@ fn write_atomically(
     target: &Path,
     write: impl FnOnce(&mut SyncingFile) -> Result<Written, ExportError>,
 ) -> anyhow::Result<Written> {
+    // `Path::file_name` ignores a trailing slash: "out/" would be written as "out", then fail.
+    if target.is_dir() || target.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(UsageError(format!(
+            "--out {} is a directory: name the file to write in it, e.g. {}",
+            target.display(),
+            target.join("export.csv").display()
+        ))
+        .into());
+    }
     let name = target
         .file_name()
         .with_context(|| format!("--out {} does not name a file", target.display()))?;

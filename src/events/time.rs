@@ -64,24 +64,39 @@ pub fn duration_unit_ms(unit: &str) -> Option<i64> {
     })
 }
 
+/// From here on, a Unix time is taken as milliseconds: 100,000,000,000 is 1973-03-03 in milliseconds,
+/// and the year 5138 in seconds.
+const MIN_UNIX_MS: i64 = 100_000_000_000;
+
 /// Parses a time given on the command line (`--since`, `--until`) into Unix milliseconds:
-/// RFC 3339 (`2026-11-22T18:30:00Z`, `…+01:00`, fractions allowed), a date (`2026-11-22`, midnight
-/// UTC), a Unix time in seconds (`1763830200`), or a duration back from `now_ms` (`90m`, `24h`, `7d`,
-/// `30s`, `2w`).
+/// RFC 3339 (`2026-11-22T18:30:00Z`, `…+01:00`, fractions allowed), a date (`2026-11-22` or
+/// `20261122`, midnight UTC), a Unix time in seconds (`1763830200`) or milliseconds
+/// (`1763830200000`), or a duration back from `now_ms` (`90m`, `24h`, `7d`, `30s`, `2w`).
 pub fn parse_time_arg(text: &str, now_ms: i64) -> Result<i64, String> {
     let text = text.trim();
     let invalid = || {
         format!(
             "invalid time {text:?}: use RFC 3339 (2026-11-22T18:30:00Z), a date (2026-11-22), \
-             a Unix time in seconds, or a duration back from now (90m, 24h, 7d)"
+             a Unix time in seconds or milliseconds, or a duration back from now (90m, 24h, 7d)"
         )
     };
     if text.is_empty() {
         return Err(invalid());
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        let secs: i64 = text.parse().map_err(|_| invalid())?;
-        return secs.checked_mul(1000).ok_or_else(invalid);
+        // `date +%Y%m%d`, which cron scripts write: as seconds it would be a day of 1970-1973.
+        if text.len() == 8 {
+            let dashed = format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..]);
+            if let Some(ms) = parse_rfc3339_or_date(&dashed).filter(|_| text >= "19900101") {
+                return Ok(ms);
+            }
+        }
+        let number: i64 = text.parse().map_err(|_| invalid())?;
+        // Milliseconds (TikTok's times, JavaScript's): as seconds they would be after the year 5000.
+        if number >= MIN_UNIX_MS {
+            return Ok(number);
+        }
+        return number.checked_mul(1000).ok_or_else(invalid);
     }
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     if digits > 0 && text[digits..].bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -219,6 +234,17 @@ mod tests {
         assert_eq!(t("2023-08-22 17:16:44Z"), Ok(1_692_724_604_000));
         assert_eq!(t("2000-02-29"), Ok(951_782_400_000));
         assert_eq!(t("1692724604"), Ok(1_692_724_604_000));
+        assert_eq!(t("1692724604212"), Ok(1_692_724_604_212), "milliseconds");
+        assert_eq!(
+            t("99999999999"),
+            Ok(99_999_999_999_000),
+            "seconds, year 5138"
+        );
+        assert_eq!(t("20230822"), Ok(1_692_662_400_000), "a compact date");
+        assert_eq!(t("20000229"), Ok(951_782_400_000));
+        assert_eq!(t("20230229"), Ok(20_230_229_000), "no such day: seconds");
+        assert_eq!(t("19691231"), Ok(19_691_231_000), "before 1990: seconds");
+        assert_eq!(t("0"), Ok(0));
         assert_eq!(t("24h"), Ok(now - 86_400_000));
         assert_eq!(t("7d"), Ok(now - 7 * 86_400_000));
         assert_eq!(t("90m"), Ok(now - 90 * 60_000));
