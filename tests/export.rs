@@ -1045,6 +1045,12 @@ fn a_database_that_cannot_be_opened_exits_6_and_is_left_alone() {
     assert!(out.stderr.contains("typo.db"), "{out}");
     assert_eq!(out.stderr.matches("no such file").count(), 1, "{out}");
     assert!(!missing.exists(), "no database is created by an export");
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    let out = run(export_cmd(dir.path(), &empty, &[]));
+    assert_eq!(out.code(), Some(6), "{out}");
+    assert!(out.stderr.contains("an empty file"), "{out}");
+    assert_eq!(std::fs::read(&empty).unwrap(), b"", "left empty");
     // A directory where the database should be: opening it fails, it is not "created".
     let out = run(export_cmd(dir.path(), dir.path(), &[]));
     assert_eq!(out.code(), Some(6), "{out}");

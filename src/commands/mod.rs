@@ -116,10 +116,20 @@ pub(crate) fn auto_sale(args: &AutoSaleArgs, no_store: bool) -> anyhow::Result<O
 /// error, not a new, empty database that answers "nothing".
 pub(crate) fn open_store(args: &DbArgs) -> anyhow::Result<crate::store::Store> {
     let path = db_path(args)?;
-    if !path.exists() {
+    // SQLite takes an empty file for an empty database, and would write tiklive's tables into it.
+    let why = match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some("no such file; `tiklive watch` and `replay` create it")
+        }
+        Ok(meta) if meta.is_file() && meta.len() == 0 => {
+            Some("an empty file, not a database; `tiklive watch` and `replay` create one")
+        }
+        _ => None,
+    };
+    if let Some(why) = why {
         let missing = rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some("no such file; `tiklive watch` and `replay` create it".into()),
+            Some(why.into()),
         );
         return Err(crate::store::StoreError::Open {
             path,
