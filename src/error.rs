@@ -41,9 +41,9 @@ pub struct NotFoundError(pub String);
 #[error("interrupted")]
 pub struct Interrupted;
 
-/// The error and its causes on one line, "what failed: why", each said once. Many errors already
-/// include their cause in their own text (thiserror's `{source}`, rusqlite's message, which is also the
-/// text of its SQLite error code), and anyhow's `{:#}` would repeat it after them.
+/// The error and its causes on one line, "what failed: why", each said once. Many errors already end
+/// with their cause (thiserror's `{source}`, rusqlite's message, which is also the text of its SQLite
+/// error code), and anyhow's `{:#}` would repeat it after them.
 pub fn message(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in err.chain() {
@@ -52,7 +52,7 @@ pub fn message(err: &anyhow::Error) -> String {
             continue;
         }
         let part = cause.to_string();
-        if part.is_empty() || text.contains(&part) {
+        if part.is_empty() || text.ends_with(&part) {
             continue;
         }
         if !text.is_empty() {

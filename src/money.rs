@@ -25,8 +25,9 @@ pub fn minor_digits(currency: &str) -> u32 {
     }
 }
 
-/// The ISO 4217 codes of money people sell for: the current ones, and a few withdrawn recently that
-/// old price lists may still name (ANG, CUC, HRK, SLL, ZWL). Not the codes of metals, funds or tests.
+/// The ISO 4217 codes of money: the current ones (with the few fund codes ISO lists beside their
+/// currency, such as CLF), and a few withdrawn recently that old price lists may still name (ANG, CUC,
+/// HRK, SLL, ZWL). Not the codes of metals, of units of account (XDR) or of tests (XTS, XXX).
 const CURRENCIES: &[&str] = &[
     "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
     "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
@@ -218,8 +219,9 @@ impl PriceList {
                 Ok(price) => {
                     prices.insert(item.to_lowercase(), price);
                 }
-                // A header row: its price column is not a number.
-                Err(_) if line == 1 => continue,
+                // A header row: its price column has no digit ("price", "prix"). A first row with a
+                // number that does not parse is an error like any other, not skipped.
+                Err(_) if line == 1 && !price.bytes().any(|b| b.is_ascii_digit()) => continue,
                 Err(e) => return Err(format!("line {line}: {e}")),
             }
         }
@@ -330,6 +332,11 @@ mod tests {
         assert_eq!(french.get("A1"), Some(&price(1250, "EUR").unwrap()));
         let err = PriceList::parse("A1,12\nA2,douze\n", "EUR").unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
+        // A first row with a number is data, even when it is wrong: an error, not a header.
+        let err = PriceList::parse("A1,12.50,RMB\nA2,3\n", "EUR").unwrap_err();
+        assert!(err.starts_with("line 1:") && err.contains("RMB"), "{err}");
+        let prix = PriceList::parse("article;prix;devise\nA1;12,50;EUR\n", "EUR").unwrap();
+        assert_eq!(prix.len(), 1);
         // The largest price whose total for the largest claim still fits, and one cent more.
         let most = i64::MAX / i64::from(MAX_QUANTITY);
         let fits = format!("A1,{}.{:02}\n", most / 100, most % 100);

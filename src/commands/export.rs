@@ -59,12 +59,26 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     let output_is_terminal = args.out.is_none() && io::stdout().is_terminal();
     let mut bar = Bar::new(!quiet && io::stderr().is_terminal() && !output_is_terminal);
 
+    // Once the output is complete.
+    let advance = |written: &Written| -> anyhow::Result<()> {
+        if let Some(cursor) = &cursor {
+            cursor
+                .advance(conn, written, now_ms())
+                .map_err(command_error)?;
+        }
+        Ok(())
+    };
     let written = match &args.out {
-        Some(path) => write_atomically(path, |file| {
-            export::write_csv(conn, &request, file, &mut bar)
-        })?,
+        Some(path) => write_atomically(
+            path,
+            |file| export::write_csv(conn, &request, file, &mut bar),
+            advance,
+        )?,
         None => match export::write_csv(conn, &request, io::stdout(), &mut bar) {
-            Ok(written) => written,
+            Ok(written) => {
+                advance(&written)?;
+                written
+            }
             // `| head`: the reader has all it wanted. The cursor stays where it was.
             Err(ExportError::Write(e)) if is_closed_pipe(&e) => return Ok(Exit::Success),
             Err(ExportError::Write(e)) => {
@@ -74,11 +88,6 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         },
     };
     drop(bar);
-    if let Some(cursor) = &cursor {
-        cursor
-            .advance(conn, &written, now_ms())
-            .map_err(command_error)?;
-    }
     tracing::info!(
         rows = written.rows,
         "exported {kind}{}",
@@ -132,9 +141,13 @@ fn command_error(err: ExportError) -> anyhow::Error {
 /// Writes `target` through a temporary file in the same directory, synced and then renamed over it:
 /// whoever reads `target` (a cron job's next step) sees the previous file or the complete new one,
 /// never a part. The temporary file is removed when anything fails.
+///
+/// `then` runs once the file is in place (an `--incremental` cursor is moved there): a signal that
+/// comes meanwhile ends the export only after it, so a replaced file and its cursor go together.
 fn write_atomically(
     target: &Path,
     write: impl FnOnce(&mut SyncingFile) -> Result<Written, ExportError>,
+    then: impl FnOnce(&Written) -> anyhow::Result<()>,
 ) -> anyhow::Result<Written> {
     // `Path::file_name` ignores a trailing slash: "out/" would be written as "out", then fail.
     if target.is_dir() || target.as_os_str().as_encoded_bytes().ends_with(b"/") {
@@ -160,13 +173,18 @@ fn write_atomically(
         fastrand::u32(..)
     ));
     let temp = dir.join(temp_name);
-    // Before the file exists, so that no signal can leave it behind.
-    let pending = PendingTemp::watch_signals(&temp)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    listen_for_signals()?;
+    let mut file = {
+        // Made while the signal thread waits, so that it either finds the file or none is made.
+        let mut pending = lock(&PENDING_TEMP);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        *pending = Some(temp.clone());
+        file
+    };
     let written = (|| {
         // A file replaced every night keeps the permissions it was given.
         if let Ok(meta) = fs::metadata(target) {
@@ -179,60 +197,50 @@ fn write_atomically(
         synced?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&temp, target)?;
         Ok::<_, anyhow::Error>(written)
     })();
-    let written = match written {
+    // From here to the end of `then`, a signal waits for this lock.
+    let mut pending = lock(&PENDING_TEMP);
+    let renamed = written.and_then(|written| {
+        fs::rename(&temp, target)?;
+        Ok(written)
+    });
+    *pending = None;
+    let written = match renamed {
         Ok(written) => written,
         Err(err) => {
             let _ = fs::remove_file(&temp);
             return Err(err.context(format!("cannot write {}", target.display())));
         }
     };
-    drop(pending);
     // Makes the rename itself durable before an --incremental cursor records the export; some
     // file systems cannot sync a directory, and the file is in place anyway.
     if let Ok(dir) = File::open(&dir) {
         let _ = dir.sync_all();
     }
+    then(&written)?;
+    drop(pending);
     Ok(written)
 }
 
 /// The temporary file of `--out` while it is written, which SIGINT (Ctrl-C) or SIGTERM (a cron job's
-/// or systemd's timeout) would otherwise leave behind: a hidden, partial file per interrupted run.
+/// or systemd's timeout) would otherwise leave behind: a hidden, partial file per interrupted run. The
+/// signal thread takes this lock before it acts, and keeps it.
 static PENDING_TEMP: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-/// While alive, a signal that ends the export removes the temporary file first. The export then exits
-/// as `watch` does (130 on SIGINT, 143 on SIGTERM), also after this guard is gone: the listening thread
-/// stays, since signals cannot be given back their default action.
-struct PendingTemp;
-
-impl PendingTemp {
-    fn watch_signals(temp: &Path) -> io::Result<PendingTemp> {
-        static LISTENING: OnceLock<io::Result<()>> = OnceLock::new();
-        *lock(&PENDING_TEMP) = Some(temp.to_owned());
-        let listening = LISTENING.get_or_init(listen_for_signals);
-        match listening {
-            Ok(()) => Ok(PendingTemp),
-            Err(err) => {
-                *lock(&PENDING_TEMP) = None;
-                Err(io::Error::new(
-                    err.kind(),
-                    format!("cannot watch for Ctrl-C: {err}"),
-                ))
-            }
-        }
-    }
-}
-
-impl Drop for PendingTemp {
-    fn drop(&mut self) {
-        *lock(&PENDING_TEMP) = None;
-    }
-}
-
-/// Starts the thread that waits for SIGINT or SIGTERM, and returns once it listens for both.
+/// Starts, once, the thread that waits for SIGINT or SIGTERM, and returns once it listens for both.
+/// On a signal it removes the pending temporary file, if any, and ends the process by that signal, as
+/// its default action would have (so a shell loop around the export stops on Ctrl-C, and systemd sees
+/// the signal).
 fn listen_for_signals() -> io::Result<()> {
+    static LISTENING: OnceLock<Result<(), String>> = OnceLock::new();
+    LISTENING
+        .get_or_init(|| spawn_signal_thread().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| io::Error::other(format!("cannot watch for Ctrl-C: {e}")))
+}
+
+fn spawn_signal_thread() -> io::Result<()> {
     let (ready, is_ready) = mpsc::sync_channel::<io::Result<()>>(1);
     std::thread::Builder::new()
         .name("tiklive-signals".into())
@@ -247,7 +255,7 @@ fn listen_for_signals() -> io::Result<()> {
                     return;
                 }
             };
-            let exit = runtime.block_on(async move {
+            let signal = runtime.block_on(async move {
                 #[cfg(unix)]
                 {
                     use tokio::signal::unix::{SignalKind, signal};
@@ -274,16 +282,36 @@ fn listen_for_signals() -> io::Result<()> {
                     interrupt.await.ok().map(|()| Exit::Interrupted)
                 }
             });
-            if let Some(exit) = exit {
-                if let Some(temp) = lock(&PENDING_TEMP).take() {
+            if let Some(exit) = signal {
+                // Kept until the process is gone: the main thread makes no file after this.
+                let mut pending = lock(&PENDING_TEMP);
+                if let Some(temp) = pending.take() {
                     let _ = fs::remove_file(temp);
                 }
-                std::process::exit(exit as i32);
+                die_by(exit);
             }
         })?;
     is_ready
         .recv()
         .unwrap_or_else(|_| Err(io::Error::other("the signal thread stopped")))
+}
+
+/// Ends the process by the signal `exit` stands for, or with its code where that cannot be done.
+fn die_by(exit: Exit) -> ! {
+    #[cfg(unix)]
+    {
+        let signal = match exit {
+            Exit::Terminated => libc::SIGTERM,
+            _ => libc::SIGINT,
+        };
+        // SAFETY: restoring a signal's default action and raising it are async-signal-safe, and
+        // this is an ordinary thread, not a signal handler.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+    }
+    std::process::exit(exit as i32)
 }
 
 /// Bytes written between two background syncs of `--out`.
@@ -441,21 +469,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.csv");
         fs::write(&target, "before\n").unwrap();
-        let err = write_atomically(&target, |file| {
-            file.write_all(b"half a fi").unwrap();
-            Err(ExportError::Write(io::Error::other("disk full")))
-        })
+        let err = write_atomically(
+            &target,
+            |file| {
+                file.write_all(b"half a fi").unwrap();
+                Err(ExportError::Write(io::Error::other("disk full")))
+            },
+            |_| panic!("a failed export has no cursor to move"),
+        )
         .unwrap_err();
         assert!(format!("{err:#}").contains("disk full"), "{err:#}");
         assert_eq!(fs::read_to_string(&target).unwrap(), "before\n");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "{names:?}");
 
-        write_atomically(&target, |file| {
-            file.write_all(b"after\n").unwrap();
-            Ok(Written::default())
-        })
+        let mut then_saw = None;
+        write_atomically(
+            &target,
+            |file| {
+                file.write_all(b"after\n").unwrap();
+                Ok(Written::default())
+            },
+            |_| {
+                then_saw = Some(fs::read_to_string(&target).unwrap());
+                Ok(())
+            },
+        )
         .unwrap();
+        assert_eq!(then_saw.as_deref(), Some("after\n"), "after the rename");
         assert_eq!(fs::read_to_string(&target).unwrap(), "after\n");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

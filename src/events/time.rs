@@ -64,9 +64,9 @@ pub fn duration_unit_ms(unit: &str) -> Option<i64> {
     })
 }
 
-/// From here on, a Unix time is taken as milliseconds: 100,000,000,000 is 1973-03-03 in milliseconds,
-/// and the year 5138 in seconds.
-const MIN_UNIX_MS: i64 = 100_000_000_000;
+/// From here on (13 digits), a Unix time is taken as milliseconds: 1,000,000,000,000 is 2001-09-09 in
+/// milliseconds, and the year 33658 in seconds.
+const MIN_UNIX_MS: i64 = 1_000_000_000_000;
 
 /// Parses a time given on the command line (`--since`, `--until`) into Unix milliseconds:
 /// RFC 3339 (`2026-11-22T18:30:00Z`, `…+01:00`, fractions allowed), a date (`2026-11-22` or
@@ -85,11 +85,10 @@ pub fn parse_time_arg(text: &str, now_ms: i64) -> Result<i64, String> {
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
         // `date +%Y%m%d`, which cron scripts write: as seconds it would be a day of 1970-1973.
-        if text.len() == 8 {
+        // From 1990 on; a mistyped one (20261301) is refused rather than read as seconds.
+        if text.len() == 8 && text >= "19900101" {
             let dashed = format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..]);
-            if let Some(ms) = parse_rfc3339_or_date(&dashed).filter(|_| text >= "19900101") {
-                return Ok(ms);
-            }
+            return parse_rfc3339_or_date(&dashed).ok_or_else(invalid);
         }
         let number: i64 = text.parse().map_err(|_| invalid())?;
         // Milliseconds (TikTok's times, JavaScript's): as seconds they would be after the year 5000.
@@ -236,13 +235,12 @@ mod tests {
         assert_eq!(t("1692724604"), Ok(1_692_724_604_000));
         assert_eq!(t("1692724604212"), Ok(1_692_724_604_212), "milliseconds");
         assert_eq!(
-            t("99999999999"),
-            Ok(99_999_999_999_000),
-            "seconds, year 5138"
+            t("999999999999"),
+            Ok(999_999_999_999_000),
+            "12 digits: seconds"
         );
         assert_eq!(t("20230822"), Ok(1_692_662_400_000), "a compact date");
         assert_eq!(t("20000229"), Ok(951_782_400_000));
-        assert_eq!(t("20230229"), Ok(20_230_229_000), "no such day: seconds");
         assert_eq!(t("19691231"), Ok(19_691_231_000), "before 1990: seconds");
         assert_eq!(t("0"), Ok(0));
         assert_eq!(t("24h"), Ok(now - 86_400_000));
@@ -262,6 +260,9 @@ mod tests {
             "2023-08-22T17:16:44.Z",
             "99999999999999999999",
             "9999999999999999d",
+            "20230229",
+            "20261301",
+            "99999999",
         ] {
             let err = t(bad).unwrap_err();
             assert!(err.contains("invalid time"), "{bad:?}: {err}");

@@ -631,28 +631,33 @@ async fn events(query: String, state: Arc<AppState>) -> Result<Response, ApiErro
     let before = query.number::<u64>("before")?;
     // The recent events of a followed live are in memory, including those not yet committed (and its
     // connection lines, which are never stored).
-    let mut recent: Vec<(u64, Arc<super::feed::FeedItem>)> = Vec::new();
+    let mut recent: Vec<(i64, u64, Arc<super::feed::FeedItem>)> = Vec::new();
     if let (Some(live), None) = (&live, before) {
         for item in state.feed.recent_of(live) {
             if let super::feed::FeedKind::Event {
                 type_name: t,
                 msg_id,
+                ts_ms,
                 ..
-            } = &item.kind
-                && type_name.as_deref().is_none_or(|want| want == *t)
+            } = item.kind
+                && type_name.as_deref().is_none_or(|want| want == t)
             {
-                recent.push((*msg_id, Arc::clone(&item)));
+                recent.push((ts_ms, msg_id, item));
             }
         }
         if recent.len() >= limit as usize {
             let start = recent.len() - limit as usize;
             return Ok(events_response(
-                recent[start..].iter().map(|(_, item)| item.text.as_str()),
+                recent[start..]
+                    .iter()
+                    .map(|(_, _, item)| item.text.as_str()),
             ));
         }
     }
     // Older events come from the store: those of earlier runs (before a restart of serve, or lives
-    // that ended) and those that have left the ring. Events still in memory are not taken twice.
+    // that ended) and those that have left the ring. Events in both are taken once, and the two are
+    // merged by time (then message id): an event committed after the ring was read is in the store
+    // only, and may be newer than some of the ring's.
     let stored = with_store(&state, move |store| {
         Ok(history::events_page(
             store.conn(),
@@ -663,19 +668,37 @@ async fn events(query: String, state: Arc<AppState>) -> Result<Response, ApiErro
         )?)
     })
     .await?;
-    let in_memory: HashSet<u64> = recent.iter().map(|(id, _)| *id).collect();
-    let older: Vec<&str> = stored
+    let recent: Vec<(i64, u64, &str)> = recent
+        .iter()
+        .map(|(ts, id, item)| (*ts, *id, item.text.as_str()))
+        .collect();
+    let merged = merge_events(&recent, &stored, limit as usize);
+    Ok(events_response(merged.into_iter()))
+}
+
+/// The last `limit` of `recent` (the ring of a live's events, in its order, as (time, message id,
+/// text)) and `stored` (oldest first), each event once. The ring keeps its order; each stored event
+/// goes before the first of its events that is later.
+fn merge_events<'a>(
+    recent: &[(i64, u64, &'a str)],
+    stored: &'a [history::StoredEvent],
+    limit: usize,
+) -> Vec<&'a str> {
+    let in_memory: HashSet<u64> = recent.iter().map(|&(_, id, _)| id).collect();
+    let mut older = stored
         .iter()
         .filter(|e| !in_memory.contains(&e.msg_id))
-        .map(|e| e.json.as_str())
-        .collect();
-    let skip = (older.len() + recent.len()).saturating_sub(limit as usize);
-    Ok(events_response(
-        older
-            .into_iter()
-            .chain(recent.iter().map(|(_, item)| item.text.as_str()))
-            .skip(skip),
-    ))
+        .peekable();
+    let mut merged: Vec<&str> = Vec::with_capacity(stored.len() + recent.len());
+    for &(ts, id, text) in recent {
+        while let Some(e) = older.next_if(|e| (e.ts_ms, e.msg_id) < (ts, id)) {
+            merged.push(&e.json);
+        }
+        merged.push(text);
+    }
+    merged.extend(older.map(|e| e.json.as_str()));
+    let skip = merged.len().saturating_sub(limit);
+    merged.split_off(skip)
 }
 
 /// `{"events": [...]}` from JSON texts, without parsing them again.
@@ -922,4 +945,44 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::internal(format!("unhandled rejection: {rejection:?}"))
     };
     Ok(error_response(&err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use history::StoredEvent;
+
+    fn stored(ts_ms: i64, msg_id: u64) -> StoredEvent {
+        StoredEvent {
+            ts_ms,
+            msg_id,
+            json: format!("s{msg_id}"),
+        }
+    }
+
+    #[test]
+    fn stored_events_go_before_the_ring_or_between_its_events_by_time_each_once() {
+        // The ring: a connection line (no message id) and three events, one not yet committed (13).
+        let recent = [
+            (100, 0, "connection"),
+            (101, 11, "r11"),
+            (102, 12, "r12"),
+            (104, 13, "r13"),
+        ];
+        // Earlier runs (1, 2), two events also in the ring, and 14, committed after the ring was read.
+        let page = [
+            stored(10, 1),
+            stored(20, 2),
+            stored(101, 11),
+            stored(102, 12),
+            stored(103, 14),
+        ];
+        assert_eq!(
+            merge_events(&recent, &page, 100),
+            ["s1", "s2", "connection", "r11", "r12", "s14", "r13"]
+        );
+        assert_eq!(merge_events(&recent, &page, 3), ["r12", "s14", "r13"]);
+        assert_eq!(merge_events(&[], &page, 2), ["s12", "s14"]);
+        assert_eq!(merge_events(&recent, &[], 2), ["r12", "r13"]);
+    }
 }

@@ -8,9 +8,10 @@ use serde::Serialize;
 use super::{StoreError, sql_id};
 use crate::events::rfc3339_ms;
 
-/// A stored event: its message id and the JSON line `watch` printed for it.
+/// A stored event: its time, its message id and the JSON line `watch` printed for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
+    pub ts_ms: i64,
     pub msg_id: u64,
     pub json: String,
 }
@@ -24,7 +25,7 @@ pub fn events_page(
     before: Option<u64>,
     limit: u32,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut sql = String::from("SELECT e.msg_id, e.json FROM events e WHERE 1");
+    let mut sql = String::from("SELECT e.ts, e.msg_id, e.json FROM events e WHERE 1");
     let mut values: Vec<Value> = Vec::new();
     if let Some(host) = host {
         sql.push_str(" AND e.live_id IN (SELECT id FROM lives WHERE host = ?)");
@@ -54,8 +55,9 @@ pub fn events_page(
     let mut lines = stmt
         .query_map(params_from_iter(values), |r| {
             Ok(StoredEvent {
-                msg_id: r.get::<_, i64>(0)? as u64,
-                json: r.get(1)?,
+                ts_ms: r.get(0)?,
+                msg_id: r.get::<_, i64>(1)? as u64,
+                json: r.get(2)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
