@@ -359,6 +359,24 @@ fn a_manual_sale_by_handle_goes_to_the_buyers_live() {
         2,
         "--item",
     );
+
+    // Stdout that fails (a full disk): exit 1, and the error names the sale that was made anyway, so
+    // a script that retries can tell.
+    let before = sale(dir.path(), &db, &["list"]).events().len();
+    let mut cmd = tiklive(dir.path());
+    cmd.args(["sale", "create", "--buyer", "@bob", "--item", "Z9", "--db"])
+        .arg(&db)
+        .stdout(std::fs::File::create("/dev/full").unwrap());
+    let out = run(cmd);
+    assert_eq!(out.code(), Some(1), "{out}");
+    let made = sale(dir.path(), &db, &["list"]).events();
+    assert_eq!(made.len(), before + 1);
+    let id = id_of(made.last().unwrap());
+    assert!(
+        out.stderr
+            .contains(&format!("sale {id} was created, but could not be printed")),
+        "{out}"
+    );
 }
 
 #[test]

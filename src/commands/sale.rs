@@ -74,7 +74,10 @@ fn create(args: SaleCreateArgs) -> anyhow::Result<Exit> {
             return Err(UsageError("pass --message MSG_ID or --buyer BUYER".into()).into());
         }
     };
+    // A script that retries on failure must learn that this sale exists, or it makes another.
+    let id = created.id;
     print(&[created], &args.output)
+        .with_context(|| format!("sale {id} was created, but could not be printed"))
 }
 
 fn list(args: SaleListArgs) -> anyhow::Result<Exit> {
