@@ -107,6 +107,7 @@ pub fn store_exit(err: &StoreError) -> Exit {
     match err {
         StoreError::Create { .. }
         | StoreError::Access { .. }
+        | StoreError::Missing { .. }
         | StoreError::Open { .. }
         | StoreError::TooNew { .. }
         | StoreError::NotTiklive { .. } => Exit::Database,

@@ -67,20 +67,13 @@ pub fn parse_price(text: &str, default_currency: &str) -> Result<Price, String> 
     };
     // € and £ name one currency each; $ (and ¥) several, so they take a code instead.
     let trimmed = text.trim();
-    let (trimmed, symbol) = match (
-        trimmed.strip_prefix(['€', '£']),
-        trimmed.strip_suffix(['€', '£']),
-    ) {
-        (Some(rest), _) | (_, Some(rest)) => {
-            let symbol = if trimmed.contains('€') {
-                "EUR"
-            } else {
-                "GBP"
-            };
-            (rest.trim(), Some(symbol))
-        }
-        _ => (trimmed, None),
-    };
+    let (trimmed, symbol) = [('€', "EUR"), ('£', "GBP")]
+        .into_iter()
+        .find_map(|(sign, code)| {
+            let rest = trimmed.strip_prefix(sign).or(trimmed.strip_suffix(sign))?;
+            Some((rest.trim(), Some(code)))
+        })
+        .unwrap_or((trimmed, None));
     if trimmed.contains(['$', '¥', '€', '£']) {
         return Err(invalid(
             "write the currency as a code (USD, CAD, AUD, JPY, CNY…), not a symbol",

@@ -111,33 +111,9 @@ pub(crate) fn auto_sale(args: &AutoSaleArgs, no_store: bool) -> anyhow::Result<O
     Ok(Some(AutoSale { prices }))
 }
 
-/// Opens (and migrates) the database of a command that reads or edits what `watch` and `replay` stored
-/// (`export`, `sale`), without creating it: a path that holds no database (a typo in `--db`, say) is an
-/// error, not a new, empty database that answers "nothing".
+/// Opens (and migrates) the existing database of a command that reads or edits it (`export`, `sale`).
 pub(crate) fn open_store(args: &DbArgs) -> anyhow::Result<crate::store::Store> {
-    let path = db_path(args)?;
-    // SQLite takes an empty file for an empty database, and would write tiklive's tables into it.
-    let why = match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Some("no such file; `tiklive watch` and `replay` create it")
-        }
-        Ok(meta) if meta.is_file() && meta.len() == 0 => {
-            Some("an empty file, not a database; `tiklive watch` and `replay` create one")
-        }
-        _ => None,
-    };
-    if let Some(why) = why {
-        let missing = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some(why.into()),
-        );
-        return Err(crate::store::StoreError::Open {
-            path,
-            source: missing,
-        }
-        .into());
-    }
-    Ok(crate::store::Store::open(&path)?)
+    Ok(crate::store::Store::open_existing(&db_path(args)?)?)
 }
 
 /// The renderer both `watch` and `replay` build from the same output flags.

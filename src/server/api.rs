@@ -631,28 +631,30 @@ async fn events(query: String, state: Arc<AppState>) -> Result<Response, ApiErro
     let before = query.number::<u64>("before")?;
     // The recent events of a followed live are in memory, including those not yet committed (and its
     // connection lines, which are never stored).
-    let mut recent: Vec<(i64, u64, Arc<super::feed::FeedItem>)> = Vec::new();
-    if let (Some(live), None) = (&live, before) {
-        for item in state.feed.recent_of(live) {
-            if let super::feed::FeedKind::Event {
+    let ring = match (&live, before) {
+        (Some(live), None) => state.feed.recent_of(live),
+        _ => Vec::new(),
+    };
+    // (time, message id, text) of the ring's events of the type asked for, in the ring's order.
+    let recent: Vec<(i64, u64, &str)> = ring
+        .iter()
+        .filter_map(|item| match item.kind {
+            super::feed::FeedKind::Event {
                 type_name: t,
                 msg_id,
                 ts_ms,
                 ..
-            } = item.kind
-                && type_name.as_deref().is_none_or(|want| want == t)
-            {
-                recent.push((ts_ms, msg_id, item));
+            } if type_name.as_deref().is_none_or(|want| want == t) => {
+                Some((ts_ms, msg_id, item.text.as_str()))
             }
-        }
-        if recent.len() >= limit as usize {
-            let start = recent.len() - limit as usize;
-            return Ok(events_response(
-                recent[start..]
-                    .iter()
-                    .map(|(_, _, item)| item.text.as_str()),
-            ));
-        }
+            _ => None,
+        })
+        .collect();
+    if recent.len() >= limit as usize {
+        let start = recent.len() - limit as usize;
+        return Ok(events_response(
+            recent[start..].iter().map(|&(_, _, text)| text),
+        ));
     }
     // Older events come from the store: those of earlier runs (before a restart of serve, or lives
     // that ended) and those that have left the ring. Events in both are taken once, and the two are
@@ -668,10 +670,6 @@ async fn events(query: String, state: Arc<AppState>) -> Result<Response, ApiErro
         )?)
     })
     .await?;
-    let recent: Vec<(i64, u64, &str)> = recent
-        .iter()
-        .map(|(ts, id, item)| (*ts, *id, item.text.as_str()))
-        .collect();
     let merged = merge_events(&recent, &stored, limit as usize);
     Ok(events_response(merged.into_iter()))
 }

@@ -88,6 +88,10 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// `--db` names no database for a command that only reads or edits one (see
+    /// [`Store::open_existing`]).
+    #[error("cannot open the database {}: {why}", path.display())]
+    Missing { path: PathBuf, why: &'static str },
     #[error("cannot open the database {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -131,6 +135,29 @@ impl Store {
             conn,
             schema_version: SUPPORTED_VERSION,
         })
+    }
+
+    /// As [`Store::open`], for a command that reads or edits what `watch` and `replay` stored
+    /// (`export`, `sale`): a path that holds no database (a typo in `--db`, say) is an error, not a new,
+    /// empty database that answers "nothing".
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        // SQLite takes an empty file for an empty database, and would write tiklive's tables into it.
+        let why = match fs::metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Some("no such file; `tiklive watch` and `replay` create it")
+            }
+            Ok(meta) if meta.is_file() && meta.len() == 0 => {
+                Some("an empty file, not a database; `tiklive watch` and `replay` create one")
+            }
+            _ => None,
+        };
+        match why {
+            Some(why) => Err(StoreError::Missing {
+                path: path.to_owned(),
+                why,
+            }),
+            None => Store::open(path),
+        }
     }
 
     /// A private database that lives as long as the `Store`: for tests and dry runs.
