@@ -3,13 +3,14 @@
 //! bar on a terminal, and moves an `--incremental` cursor only once the output is complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, mpsc};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::direct_file::DirectFile;
 use crate::cli::{ExportArgs, ExportKind};
 use crate::error::{Exit, NotFoundError, UsageError, is_closed_pipe};
 use crate::events::{now_ms, parse_time_arg};
@@ -146,7 +147,7 @@ fn command_error(err: ExportError) -> anyhow::Error {
 /// comes meanwhile ends the export only after it, so a replaced file and its cursor go together.
 fn write_atomically(
     target: &Path,
-    write: impl FnOnce(&mut SyncingFile) -> Result<Written, ExportError>,
+    write: impl FnOnce(&mut DirectFile) -> Result<Written, ExportError>,
     then: impl FnOnce(&Written) -> anyhow::Result<()>,
 ) -> anyhow::Result<Written> {
     // `Path::file_name` ignores a trailing slash: "out/" would be written as "out", then fail.
@@ -174,7 +175,7 @@ fn write_atomically(
     ));
     let temp = dir.join(temp_name);
     listen_for_signals()?;
-    let mut file = {
+    let file = {
         // Made while the signal thread waits, so that it either finds the file or none is made.
         let mut pending = lock(&PENDING_TEMP);
         let file = OpenOptions::new()
@@ -190,11 +191,11 @@ fn write_atomically(
         if let Ok(meta) = fs::metadata(target) {
             let _ = file.set_permissions(meta.permissions());
         }
-        let mut syncing = SyncingFile::new(&mut file)?;
-        let written = write(&mut syncing);
-        let synced = syncing.finish();
+        let mut out = DirectFile::new(&file)?;
+        let written = write(&mut out);
+        let finished = out.finish();
         let written = written.map_err(command_error)?;
-        synced?;
+        finished?;
         file.sync_all()?;
         drop(file);
         Ok::<_, anyhow::Error>(written)
@@ -314,83 +315,6 @@ fn die_by(exit: Exit) -> ! {
     std::process::exit(exit as i32)
 }
 
-/// Bytes written between two background syncs of `--out`.
-const SYNC_EVERY: u64 = 32 << 20;
-
-/// A file being written while a second thread has the kernel put it on disk as it goes: the final
-/// fsync then waits for the last few megabytes rather than for the whole file, which it would
-/// otherwise start writing only then (a third of the time of a 870 MB export). Durability is
-/// unchanged: the caller still syncs the whole file before renaming it.
-struct SyncingFile<'a> {
-    file: &'a mut File,
-    unsynced: u64,
-    nudge: Option<mpsc::SyncSender<()>>,
-    /// Ends with the first error of a background sync. It must be reported from there: the final
-    /// fsync, on the same open file, would not see it again.
-    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
-}
-
-impl<'a> SyncingFile<'a> {
-    fn new(file: &'a mut File) -> io::Result<SyncingFile<'a>> {
-        let clone = file.try_clone()?;
-        // One pending request is enough: a sync writes out everything written before it starts.
-        let (nudge, nudged) = mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("tiklive-sync".into())
-            .spawn(move || {
-                while nudged.recv().is_ok() {
-                    clone.sync_data()?;
-                }
-                Ok(())
-            })?;
-        Ok(SyncingFile {
-            file,
-            unsynced: 0,
-            nudge: Some(nudge),
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the syncing thread, after the sync in progress if any; the first error of a sync.
-    fn finish(mut self) -> io::Result<()> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
-        drop(self.nudge.take());
-        match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for SyncingFile<'_> {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-impl Write for SyncingFile<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.unsynced += n as u64;
-        if self.unsynced >= SYNC_EVERY
-            && let Some(nudge) = &self.nudge
-        {
-            self.unsynced = 0;
-            let _ = nudge.try_send(());
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// The progress bar: on stderr, only when allowed and the export is large; cleared when dropped.
 struct Bar {
     allowed: bool,
@@ -441,6 +365,7 @@ fn shows_bar(allowed: bool, total: u64) -> bool {
 mod tests {
     use super::*;
     use clap::ValueEnum;
+    use std::io::Write;
 
     #[test]
     fn every_kind_on_the_command_line_is_the_core_kind_of_the_same_name() {

@@ -1,6 +1,7 @@
 //! One module per subcommand: each turns its clap arguments into core types and runs them. `run`
 //! dispatches and returns the exit code; errors carry their own codes (see `error::exit_for`).
 
+mod direct_file;
 pub mod export;
 pub mod gen_cert;
 pub mod login;
