@@ -1170,9 +1170,13 @@ fn a_large_export_to_a_file_has_the_same_bytes_as_on_stdout() {
     assert!(stdout.stdout.len() > 9 << 20, "{}", stdout.stdout.len());
     assert!(!stdout.stdout.len().is_multiple_of(4096));
     let target = dir.path().join("large.csv");
-    let out = export_cmd(dir.path(), &db, &["events", "--out", target.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = export_cmd(
+        dir.path(),
+        &db,
+        &["events", "--out", target.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.is_empty());
     let written = std::fs::read(&target).unwrap();
