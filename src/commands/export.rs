@@ -195,7 +195,8 @@ fn write_atomically(
         let written = write(&mut out);
         let finished = out.finish();
         let written = written.map_err(command_error)?;
-        finished?;
+        let mode = finished?;
+        tracing::debug!(?mode, "wrote {}", temp.display());
         file.sync_all()?;
         drop(file);
         Ok::<_, anyhow::Error>(written)
