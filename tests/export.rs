@@ -1080,24 +1080,32 @@ fn an_empty_database_exports_the_header_only() {
     assert_eq!(out.stdout.lines().count(), 1);
 }
 
+/// A database in `dir` of one live with `rows` chat events, event `i` at `i` seconds, its JSON line's
+/// comment `i` zero-padded to `width` (an SQL expression of `i`).
+fn database_of_chat(dir: &Path, rows: u32, width: &str) -> std::path::PathBuf {
+    let db = dir.join("chat.db");
+    drop(Store::open(&db).unwrap());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(&format!(
+            "INSERT INTO lives (host, room_id, source, started_at) VALUES ('shop', 1, 'watch', 0);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO events (live_id, room_id, msg_id, type, ts, comment, json)
+             SELECT 1, 1, i, 'chat', i * 1000, 'jp ' || i,
+                    printf('{{\"type\":\"chat\",\"comment\":\"%0*d\"}}', {width}, i)
+             FROM n;"
+        ))
+        .unwrap();
+    db
+}
+
 /// Ctrl-C or SIGTERM (a cron job's timeout, systemd's stop) while `--out` is being written: the export
 /// ends by that signal, as it would have without tiklive's handler (a shell loop around it stops), and
 /// leaves neither the file nor its hidden temporary copy, nor moves its `--incremental` cursor.
 #[test]
 fn an_interrupted_export_to_a_file_leaves_no_partial_file() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("big.db");
-    drop(Store::open(&db).unwrap());
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "INSERT INTO lives (host, room_id, source, started_at) VALUES ('shop', 1, 'watch', 0);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
-             INSERT INTO events (live_id, room_id, msg_id, type, ts, comment, json)
-             SELECT 1, 1, i, 'chat', i, 'jp', printf('{\"type\":\"chat\",\"comment\":\"%0400d\"}', i)
-             FROM n;",
-        )
-        .unwrap();
+    let db = database_of_chat(dir.path(), 200_000, "400");
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let out_dir = dir.path().join(format!("out-{signal}"));
         std::fs::create_dir(&out_dir).unwrap();
@@ -1152,19 +1160,7 @@ fn an_interrupted_export_to_a_file_leaves_no_partial_file() {
 #[test]
 fn a_large_export_to_a_file_has_the_same_bytes_as_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("large.db");
-    drop(Store::open(&db).unwrap());
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "INSERT INTO lives (host, room_id, source, started_at) VALUES ('shop', 1, 'watch', 0);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 22000)
-             INSERT INTO events (live_id, room_id, msg_id, type, ts, comment, json)
-             SELECT 1, 1, i, 'chat', i * 1000, 'jp ' || i,
-                    printf('{\"type\":\"chat\",\"comment\":\"%0*d\"}', 300 + i % 97, i)
-             FROM n;",
-        )
-        .unwrap();
+    let db = database_of_chat(dir.path(), 22_000, "300 + i % 97");
     let stdout = export_cmd(dir.path(), &db, &["events"]).output().unwrap();
     assert!(stdout.status.success(), "{stdout:?}");
     assert!(stdout.stdout.len() > 9 << 20, "{}", stdout.stdout.len());
