@@ -71,7 +71,7 @@ impl DirectFile {
 
     /// Writes what is left and waits for the writing thread: its first error, or how it wrote.
     pub fn finish(mut self) -> io::Result<Mode> {
-        let last = std::mem::replace(&mut self.filling, Block::empty());
+        let last = std::mem::take(&mut self.filling);
         if !last.filled().is_empty() {
             self.hand_over(last)?;
         }
@@ -81,18 +81,19 @@ impl DirectFile {
 
     /// Gives a block to the writing thread; if it has stopped, its error.
     fn hand_over(&mut self, block: Block) -> io::Result<()> {
-        let sent = match &self.to_disk {
-            Some(to_disk) => to_disk.send(block).is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
+        match &self.to_disk {
+            Some(to_disk) if to_disk.send(block).is_ok() => Ok(()),
+            _ => Err(self.stopped()),
         }
+    }
+
+    /// Why the writing thread stopped early: its error, once it has ended.
+    fn stopped(&mut self) -> io::Error {
         drop(self.to_disk.take());
-        Err(match self.join() {
+        match self.join() {
             Err(err) => err,
             Ok(_) => io::Error::other("the thread writing the file has stopped"),
-        })
+        }
     }
 
     fn join(&mut self) -> io::Result<Mode> {
@@ -106,26 +107,20 @@ impl DirectFile {
 
     /// An empty block: a new one while fewer than [`BLOCKS`] exist, else one the thread has written.
     fn next_block(&mut self) -> io::Result<Block> {
-        if let Ok(mut block) = self.written.try_recv() {
-            block.len = 0;
-            return Ok(block);
-        }
-        if self.blocks < BLOCKS {
-            self.blocks += 1;
-            return Ok(Block::new());
-        }
-        match self.written.recv() {
-            Ok(mut block) => {
+        let written = match self.written.try_recv() {
+            Ok(block) => Some(block),
+            Err(_) if self.blocks < BLOCKS => {
+                self.blocks += 1;
+                return Ok(Block::new());
+            }
+            Err(_) => self.written.recv().ok(),
+        };
+        match written {
+            Some(mut block) => {
                 block.len = 0;
                 Ok(block)
             }
-            Err(_) => {
-                drop(self.to_disk.take());
-                Err(match self.join() {
-                    Err(err) => err,
-                    Ok(_) => io::Error::other("the thread writing the file has stopped"),
-                })
-            }
+            None => Err(self.stopped()),
         }
     }
 }
@@ -156,7 +151,8 @@ impl Write for DirectFile {
 }
 
 /// [`BLOCK`] bytes at an aligned address, inside a vector a little larger (safe code, no allocator
-/// calls of our own); `len` of them are filled.
+/// calls of our own); `len` of them are filled. The default block is empty, with no room.
+#[derive(Default)]
 struct Block {
     bytes: Vec<u8>,
     start: usize,
@@ -170,14 +166,6 @@ impl Block {
         Block {
             bytes,
             start,
-            len: 0,
-        }
-    }
-
-    fn empty() -> Block {
-        Block {
-            bytes: Vec::new(),
-            start: 0,
             len: 0,
         }
     }
@@ -228,17 +216,13 @@ fn write_or_fall_back(file: &mut File, mut data: &[u8], mode: &mut Mode) -> io::
             Ok(n) => data = &data[n..],
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if *mode == Mode::Direct && err.raw_os_error() == Some(libc::EINVAL) => {
-                buffered(file, mode)
+                set_direct(file, false);
+                *mode = Mode::Buffered;
             }
             Err(err) => return Err(err),
         }
     }
     Ok(())
-}
-
-fn buffered(file: &File, mode: &mut Mode) {
-    set_direct(file, false);
-    *mode = Mode::Buffered;
 }
 
 /// Turns direct I/O on or off for `file`; whether it is now on.
