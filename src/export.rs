@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::events::{format_rfc3339_ms, rfc3339_ms};
 use crate::money::format_minor;
 use crate::store::raw::RawStatement;
+use crate::store::spans;
 use crate::store::{Store, StoreError};
 
 /// The UTF-8 byte order mark, by which Excel recognises a UTF-8 CSV file.
@@ -596,11 +597,6 @@ impl Table {
         }
     }
 
-    /// Whether an index on (time) can narrow the id range of a scan.
-    fn indexed_time(self) -> bool {
-        matches!(self, Table::Events | Table::Claims)
-    }
-
     /// Whether an index holds `room_id`, so that the id range of a room is read from the index alone
     /// (the events' key, (msg_id, room_id): a scan, but of a B-tree a tenth of the table's size).
     fn indexed_room(self) -> bool {
@@ -809,7 +805,12 @@ impl Plan {
         let select: Vec<&str> = self.columns.iter().map(|c| c.sql).collect();
         let select = select.join(", ");
         let Some(table) = self.table else {
-            return Ok(Some(self.buyers_query(&select, filters, binds)));
+            // The events' id range, when the times narrow it (the events have no time index).
+            let events = match (filters.since_ms, filters.until_ms) {
+                (None, None) => None,
+                _ => Some(id_range(conn, Table::Events, filters, 0)?),
+            };
+            return Ok(Some(self.buyers_query(&select, filters, events, binds)));
         };
         let Some((lo, hi)) = id_range(conn, table, filters, after_id)? else {
             return Ok(None);
@@ -840,13 +841,23 @@ impl Plan {
         &self,
         select: &str,
         filters: &Filters,
-        binds: Vec<(&'static str, i64)>,
+        events: Option<Option<(i64, i64)>>,
+        mut binds: Vec<(&'static str, i64)>,
     ) -> Query {
         let within = |table: Table, base: &str| {
             let mut conditions = vec![base.to_owned()];
+            if table == Table::Events {
+                conditions.extend(events.map(|range| match range {
+                    Some(_) => "e.id BETWEEN :events_lo AND :events_hi".to_owned(),
+                    None => "0".to_owned(),
+                }));
+            }
             conditions.extend(filter_conditions(table, filters, ""));
             conditions.join(" AND ")
         };
+        if let Some(Some((lo, hi))) = events {
+            binds.extend([(":events_lo", lo), (":events_hi", hi)]);
+        }
         let activity = Filters {
             user: None,
             ..filters.clone()
@@ -923,8 +934,9 @@ fn filter_conditions(
     .flatten()
 }
 
-/// The ids a scan of `table` has to go through: those after `after_id`, narrowed by the time index or
-/// the room's ids in the events' key when a filter allows it. `None` when no row can match.
+/// The ids a scan of `table` has to go through: those after `after_id`, narrowed by the times (the
+/// events' spans, the claims' time index) or the room's ids in the events' key when a filter allows
+/// it. `None` when no row can match.
 fn id_range(
     conn: &Connection,
     table: Table,
@@ -947,22 +959,29 @@ fn id_range(
     else {
         return Ok(None);
     };
-    let narrowed =
-        if table.indexed_time() && (filters.since_ms.is_some() || filters.until_ms.is_some()) {
-            let since = filters.since_ms.unwrap_or(i64::MIN);
-            let until = filters.until_ms.unwrap_or(i64::MAX);
-            Some(bounds(
-                &format!("SELECT min(id), max(id) FROM {name} WHERE ts >= :since AND ts < :until"),
-                &[(":since", &since), (":until", &until)],
-            )?)
-        } else if let Some(room) = filters.room.filter(|_| table.indexed_room()) {
-            Some(bounds(
+    let window = (filters.since_ms.is_some() || filters.until_ms.is_some()).then(|| {
+        let from = filters.since_ms.unwrap_or(i64::MIN);
+        let to = filters
+            .until_ms
+            .map_or(i64::MAX, |until| until.saturating_sub(1));
+        (from, to)
+    });
+    let narrowed = match (table, window) {
+        // `event_spans` maps the events' times to runs of ids (see `store::spans`).
+        (Table::Events, Some((from, to))) => Some(spans::hull(&spans::id_spans(conn)?, from, to)),
+        // The claims' time index.
+        (Table::Claims, Some((from, to))) => Some(bounds(
+            "SELECT min(id), max(id) FROM claims WHERE ts BETWEEN :from AND :to",
+            &[(":from", &from), (":to", &to)],
+        )?),
+        _ => match filters.room.filter(|_| table.indexed_room()) {
+            Some(room) => Some(bounds(
                 &format!("SELECT min(id), max(id) FROM {name} WHERE room_id = :room"),
                 &[(":room", &(room as i64))],
-            )?)
-        } else {
-            None
-        };
+            )?),
+            None => None,
+        },
+    };
     match narrowed {
         Some(None) => return Ok(None),
         Some(Some((first, last))) => (lo, hi) = (lo.max(first), hi.min(last)),
@@ -1233,6 +1252,8 @@ mod tests {
                                    unit_price_cents, currency, created_at, updated_at)
                     VALUES (1, 7, 42, 1, 900, '12', 3, 1250, 'EUR', 1000, 1000),
                            (1, 7, 42, NULL, NULL, 'yen', 2, 1500, 'JPY', 1000, 1000);
+                -- As if each event had been a commit of the writer.
+                INSERT INTO event_spans SELECT id, id, ts, ts FROM events;
                 "#,
             )
             .unwrap();

@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::events::rfc3339_ms;
 use crate::money::{Price, format_minor};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, spans};
 
 /// Where a sale stands. A cancelled sale is kept, and no longer counts as its message's sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -702,33 +702,44 @@ fn live_room(conn: &Connection, live: i64) -> Result<i64, SaleError> {
     .ok_or(SaleError::LiveNotFound(live))
 }
 
-/// The live (and room) of the buyer's latest event. `events` has no index on the user; but the buyer's
-/// latest event is at or after `buyers.last_seen` (always the time of one of their events), so only
-/// that end of the time index is read.
+/// The live (and room) of the buyer's latest event. `events` has no index on the user or the time; but
+/// the buyer's latest event is at or after `buyers.last_seen` (always the time of one of their events),
+/// so only the spans of ids that may hold such times are read (`store::spans`), newest first.
 fn latest_live_of(conn: &Connection, buyer_id: i64) -> Result<Option<(i64, i64)>, SaleError> {
     let last_seen: i64 = conn.query_row(
         "SELECT last_seen FROM buyers WHERE id = ?1",
         [buyer_id],
         |r| r.get(0),
     )?;
-    let recent = conn
-        .query_row(LATEST_EVENT_OF_USER_SINCE, [buyer_id, last_seen], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    if recent.is_some() {
-        return Ok(recent);
+    let spans = spans::id_spans(conn)?;
+    let mut stmt = conn.prepare_cached(LATEST_EVENTS_OF_USER_SINCE)?;
+    let mut latest_since = |since: i64| {
+        let read = |first: i64, last: i64, limit: usize| {
+            stmt.query_map(params![first, last, buyer_id, since, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
+            })?
+            .collect()
+        };
+        let found = spans::newest(&spans, (since, i64::MAX), 1, read, |&(ts, id, _, _)| {
+            (ts, id)
+        })?;
+        Ok::<_, rusqlite::Error>(found.first().map(|&(_, _, live, room)| (live, room)))
+    };
+    if let Some(recent) = latest_since(last_seen)? {
+        return Ok(Some(recent));
     }
     // Only if `last_seen` was ever written otherwise.
-    Ok(conn
-        .query_row(LATEST_EVENT_OF_USER_SINCE, [buyer_id, i64::MIN], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?)
+    Ok(latest_since(i64::MIN)?)
 }
 
-const LATEST_EVENT_OF_USER_SINCE: &str = "SELECT live_id, room_id FROM events \
-     WHERE user_id = ?1 AND ts >= ?2 ORDER BY ts DESC, id DESC LIMIT 1";
+/// A user's latest events among ids `?1..=?2` at or after time `?4`: (time, id, live, room).
+const LATEST_EVENTS_OF_USER_SINCE: &str = "SELECT ts, id, live_id, room_id FROM events \
+     WHERE id BETWEEN ?1 AND ?2 AND user_id = ?3 AND ts >= ?4 ORDER BY ts DESC, id DESC LIMIT ?5";
 
 #[cfg(test)]
 mod tests {
@@ -1140,9 +1151,9 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("SCAN events"), "{message}");
-        let live = plan(LATEST_EVENT_OF_USER_SINCE, &[1, 2]);
+        let live = plan(LATEST_EVENTS_OF_USER_SINCE, &[1, 2, 3, 4, 5]);
         assert!(
-            live.contains("SEARCH events USING INDEX events_ts"),
+            live.contains("SEARCH events USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
             "{live}"
         );
     }

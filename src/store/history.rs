@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value};
 use serde::Serialize;
 
-use super::{StoreError, sql_id};
+use super::{StoreError, spans, sql_id};
 use crate::events::rfc3339_ms;
 
 /// A stored event: its time, its message id and the JSON line `watch` printed for it.
@@ -17,7 +17,8 @@ pub struct StoredEvent {
 }
 
 /// Events of `host`'s lives (every host when `None`), of one `type` if given, older than message
-/// `before` if given: at most `limit`, returned oldest first.
+/// `before` if given: at most `limit`, returned oldest first. "Older" is by time, then message id;
+/// the spans of ids that may hold them are read newest first (`store::spans`).
 pub fn events_page(
     conn: &Connection,
     host: Option<&str>,
@@ -25,7 +26,8 @@ pub fn events_page(
     before: Option<u64>,
     limit: u32,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut sql = String::from("SELECT e.ts, e.msg_id, e.json FROM events e WHERE 1");
+    let mut sql =
+        String::from("SELECT e.ts, e.msg_id, e.json FROM events e WHERE e.id BETWEEN ? AND ?");
     let mut values: Vec<Value> = Vec::new();
     if let Some(host) = host {
         sql.push_str(" AND e.live_id IN (SELECT id FROM lives WHERE host = ?)");
@@ -35,6 +37,7 @@ pub fn events_page(
         sql.push_str(" AND e.type = ?");
         values.push(type_name.to_owned().into());
     }
+    let mut window = (i64::MIN, i64::MAX);
     if let Some(before) = before {
         let anchor: Option<(i64, i64)> = conn
             .query_row(
@@ -48,19 +51,33 @@ pub fn events_page(
         };
         sql.push_str(" AND (e.ts < ? OR (e.ts = ? AND e.msg_id < ?))");
         values.extend([ts.into(), ts.into(), msg_id.into()]);
+        window.1 = ts;
     }
     sql.push_str(" ORDER BY e.ts DESC, e.msg_id DESC LIMIT ?");
-    values.push(i64::from(limit).into());
     let mut stmt = conn.prepare(&sql)?;
-    let mut lines = stmt
-        .query_map(params_from_iter(values), |r| {
-            Ok(StoredEvent {
-                ts_ms: r.get(0)?,
-                msg_id: r.get::<_, i64>(1)? as u64,
-                json: r.get(2)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let read = |first: i64, last: i64, limit: usize| {
+        let bounds = [Value::from(first), Value::from(last)];
+        let limit = [Value::from(limit as i64)];
+        stmt.query_map(
+            params_from_iter(bounds.iter().chain(&values).chain(&limit)),
+            |r| {
+                Ok(StoredEvent {
+                    ts_ms: r.get(0)?,
+                    msg_id: r.get::<_, i64>(1)? as u64,
+                    json: r.get(2)?,
+                })
+            },
+        )?
+        .collect()
+    };
+    // Message ids are compared as SQLite stores them (signed), like the ORDER BY.
+    let mut lines = spans::newest(
+        &spans::id_spans(conn)?,
+        window,
+        limit as usize,
+        read,
+        |event| (event.ts_ms, event.msg_id as i64),
+    )?;
     lines.reverse();
     Ok(lines)
 }
@@ -200,4 +217,106 @@ pub fn buyer(conn: &Connection, id: i64) -> Result<Option<BuyerHistory>, StoreEr
         .collect::<Result<Vec<_>, _>>()?;
     buyer.claims = claims(conn, None, Some(id), u32::MAX)?;
     Ok(Some(buyer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{chat, like, live, user};
+    use crate::store::{LiveSource, NewLive, Store, StoreWriter, WriterConfig};
+
+    /// Every page of `events_page`, newest page first, put back together: the events, oldest first.
+    fn all_pages(
+        conn: &Connection,
+        host: Option<&str>,
+        type_name: Option<&str>,
+    ) -> Vec<(i64, u64)> {
+        let mut pages = Vec::new();
+        let mut before = None;
+        loop {
+            let page = events_page(conn, host, type_name, before, 700).unwrap();
+            let Some(oldest) = page.first() else { break };
+            before = Some(oldest.msg_id);
+            pages.push(page);
+        }
+        pages
+            .into_iter()
+            .rev()
+            .flatten()
+            .map(|e| (e.ts_ms, e.msg_id))
+            .collect()
+    }
+
+    #[test]
+    fn pages_of_events_follow_their_times_across_commits_and_a_replay_of_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let writer = StoreWriter::spawn(
+            &path,
+            WriterConfig {
+                max_batch: 300,
+                ..WriterConfig::default()
+            },
+        )
+        .unwrap();
+        let shop = writer.begin_live(live("shop")).unwrap();
+        let anna = user(42, "anna");
+        // Live events a few seconds out of order (times 1,000,000 + 10 × i, pairs swapped), every
+        // third a chat; in the middle, a replay of another host's older events.
+        let live_event = |i: u64| {
+            let ts = 1_000_000 + 10 * (i ^ 1) as i64;
+            match i % 3 {
+                0 => chat(i, anna.clone(), ts, "hello", None),
+                _ => like(i, 42, ts),
+            }
+        };
+        for i in 1..=5_000 {
+            writer.send(shop, &live_event(i)).unwrap();
+        }
+        let replay = writer
+            .begin_live(NewLive {
+                source: LiveSource::Replay,
+                ..live("other")
+            })
+            .unwrap();
+        for i in 0..1_500 {
+            writer
+                .send(replay, &like(100_000 + i, 7, 500 + i as i64))
+                .unwrap();
+        }
+        for i in 5_001..=9_000 {
+            writer.send(shop, &live_event(i)).unwrap();
+        }
+        writer.finish().unwrap();
+
+        let store = Store::open_existing(&path).unwrap();
+        let conn = store.conn();
+        let spans: i64 = conn
+            .query_row("SELECT count(*) FROM event_spans", [], |r| r.get(0))
+            .unwrap();
+        assert!((3..=10).contains(&spans), "{spans} spans");
+        let expected = |condition: &str| -> Vec<(i64, u64)> {
+            conn.prepare(&format!(
+                "SELECT e.ts, e.msg_id FROM events e JOIN lives l ON l.id = e.live_id \
+                 WHERE {condition} ORDER BY e.ts, e.msg_id"
+            ))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let every = all_pages(conn, None, None);
+        assert_eq!(every.len(), 10_500);
+        assert_eq!(every, expected("1"));
+        assert_eq!(
+            all_pages(conn, Some("shop"), None),
+            expected("l.host = 'shop'")
+        );
+        let chats = all_pages(conn, Some("shop"), Some("chat"));
+        assert_eq!(chats.len(), 3_000);
+        assert_eq!(chats, expected("l.host = 'shop' AND e.type = 'chat'"));
+        assert_eq!(all_pages(conn, Some("other"), None).len(), 1_500);
+        assert!(all_pages(conn, Some("nobody"), None).is_empty());
+    }
 }

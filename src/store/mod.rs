@@ -12,6 +12,7 @@ mod queue;
 pub(crate) mod raw;
 mod row;
 mod schema;
+pub(crate) mod spans;
 mod writer;
 
 #[cfg(test)]
@@ -420,6 +421,7 @@ mod tests {
                 "accounts",
                 "buyers",
                 "claims",
+                "event_spans",
                 "events",
                 "export_cursors",
                 "lives",

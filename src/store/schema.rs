@@ -236,6 +236,23 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX claims_live ON claims (live_id, ts, msg_id);
     CREATE INDEX claims_buyer ON claims (buyer_id);
     "#,
+    // 5: events lose their time index. Keeping it up to date was a sixth of the writer's work (its keys
+    // arrive out of order, and the B-tree splits pages in the middle). Events are stored in about the
+    // order of their times, so a coarse map does the index's job: `event_spans` says, for each run of
+    // ids, the earliest and latest time of its events (`store::spans`). The writer adds one row per
+    // commit, or widens the one before. Existing events get a span per 4,096 ids.
+    r#"
+    CREATE TABLE event_spans (
+        first_id  INTEGER PRIMARY KEY,
+        last_id   INTEGER NOT NULL,
+        min_ts    INTEGER NOT NULL,
+        max_ts    INTEGER NOT NULL,
+        CHECK (first_id <= last_id AND min_ts <= max_ts)
+    );
+    INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
+    SELECT min(id), max(id), min(ts), max(ts) FROM events GROUP BY id >> 12;
+    DROP INDEX events_ts;
+    "#,
 ];
 
 fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
@@ -471,7 +488,7 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         let conn = store.conn();
-        assert_eq!(user_version(conn).unwrap(), 4);
+        assert_eq!(user_version(conn).unwrap(), SUPPORTED_VERSION);
         let ids = |sql: &str| -> Vec<i64> {
             let mut stmt = conn.prepare(sql).unwrap();
             stmt.query_map([], |r| r.get(0))
@@ -516,6 +533,57 @@ mod tests {
             plan.contains("INDEX sqlite_autoindex_events_1 (msg_id=?)"),
             "{plan}"
         );
+    }
+
+    #[test]
+    fn version_4_trades_the_time_index_for_spans_of_4096_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate_to(&mut conn, 4).unwrap();
+            conn.execute(
+                "INSERT INTO lives (id, host, room_id, source, started_at) VALUES (1, 'shop', 7, 'watch', 0)",
+                [],
+            )
+            .unwrap();
+            // Ids 1..=5000 at times 10 × id, and a replay of older events at ids 9000..=9002.
+            conn.execute_batch(
+                "WITH RECURSIVE n (id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM n WHERE id < 5000) \
+                 INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) \
+                 SELECT id, 1, 7, id, 'like', 10 * id, '{}' FROM n; \
+                 INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) VALUES \
+                 (9000, 1, 7, 9000, 'chat', 5, '{}'), (9001, 1, 7, 9001, 'chat', 7, '{}'), \
+                 (9002, 1, 7, 9002, 'chat', 6, '{}');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let conn = store.conn();
+        let spans: Vec<(i64, i64, i64, i64)> = conn
+            .prepare("SELECT first_id, last_id, min_ts, max_ts FROM event_spans ORDER BY first_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            spans,
+            [
+                (1, 4095, 10, 40_950),
+                (4096, 5000, 40_960, 50_000),
+                (9000, 9002, 5, 7)
+            ]
+        );
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events' \
+                 AND name NOT LIKE 'sqlite_autoindex_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "events_ts is gone");
     }
 
     #[test]

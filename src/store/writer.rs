@@ -722,7 +722,9 @@ fn write_batch(
             None => None,
         };
         let now = now_ms();
-        let mut spans = Spans::default();
+        let mut lives = LiveSpans::default();
+        // The ids and times of the events this batch adds, for `event_spans`.
+        let mut added: Option<(i64, i64, i64, i64)> = None;
         for op in batch {
             let row = match op {
                 Op::Event(row) => row,
@@ -736,15 +738,22 @@ fn write_batch(
                     continue;
                 }
             };
-            spans.widen(row);
+            lives.widen(row);
             if insert_event(&mut event_stmt, row)? == 0 {
                 counts.duplicates += 1;
                 continue;
             }
             counts.events += 1;
+            let id = tx.last_insert_rowid();
+            added = Some(match added {
+                None => (id, id, row.ts, row.ts),
+                Some((first, _, earliest, latest)) => {
+                    (first, id, earliest.min(row.ts), latest.max(row.ts))
+                }
+            });
             if let Some(claim) = &row.claim {
                 let inserted = claim_stmt.execute(params![
-                    tx.last_insert_rowid(),
+                    id,
                     row.live.0,
                     row.room_id,
                     row.msg_id,
@@ -777,7 +786,10 @@ fn write_batch(
                 }
             }
         }
-        spans.write(&tx)?;
+        lives.write(&tx)?;
+        if let Some((first, last, earliest, latest)) = added {
+            super::spans::record(&tx, first, last, earliest, latest)?;
+        }
     }
     tx.commit()?;
     Ok(counts)
@@ -813,23 +825,23 @@ fn insert_event(stmt: &mut RawStatement<'_>, row: &EventRow) -> rusqlite::Result
 /// Gathered as the events are inserted (one walk over the batch); a batch nearly always holds one
 /// live, so a short list beats a map.
 #[derive(Default)]
-struct Spans(Vec<Span>);
+struct LiveSpans(Vec<LiveSpan>);
 
-struct Span {
+struct LiveSpan {
     live: LiveId,
     room_id: i64,
     first: i64,
     last: i64,
 }
 
-impl Spans {
+impl LiveSpans {
     fn widen(&mut self, row: &EventRow) {
         match self.0.iter_mut().find(|s| s.live == row.live) {
             Some(span) => {
                 span.first = span.first.min(row.ts);
                 span.last = span.last.max(row.ts);
             }
-            None => self.0.push(Span {
+            None => self.0.push(LiveSpan {
                 live: row.live,
                 room_id: row.room_id,
                 first: row.ts,
@@ -1214,6 +1226,16 @@ mod tests {
         assert_eq!((stats.events, stats.transactions), (2500, 3));
         assert_eq!(count(&path, "SELECT count(*) FROM events"), 2500);
         assert_eq!(count(&path, "SELECT count(*) FROM buyers"), 50);
+        // The three commits' ids and times, in one span (adjacent, and under SPAN_IDS ids together).
+        assert_eq!(
+            count(
+                &path,
+                "SELECT count(*) FROM event_spans WHERE first_id = 1 AND last_id = 2500 \
+                 AND min_ts = 1 AND max_ts = 2500"
+            ),
+            count(&path, "SELECT count(*) FROM event_spans")
+        );
+        assert_eq!(count(&path, "SELECT count(*) FROM event_spans"), 1);
     }
 
     #[test]

@@ -1,0 +1,336 @@
+//! Where, in the order of their ids, the events of a time range lie. `events` has no index on its time
+//! (keeping one up to date was a sixth of the writer's work); events are stored in about the order of
+//! their times, so `event_spans` maps runs of ids to the earliest and latest time of their events, and
+//! readers turn a time range into the runs of ids to scan, filtering the time as they go.
+//!
+//! The writer records one span per commit, or widens the span before when the two are adjacent and
+//! small. Ids that no span covers (events written some other way: an older tiklive still running when
+//! the database was upgraded, or the `sqlite3` shell) are read whatever the time range.
+
+use std::cmp::Reverse;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// A span widens while it has fewer ids than this: any event of the span that may match means reading
+/// all of it, so spans stay small, but merging commits keeps a few rows per live rather than one per
+/// 100 ms commit.
+pub const SPAN_IDS: i64 = 4096;
+
+/// The events with ids `first..=last`, and the range of their times when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSpan {
+    pub first: i64,
+    pub last: i64,
+    /// The earliest and the latest time (Unix ms) of the span's events; `None` for ids no span covers.
+    pub times: Option<(i64, i64)>,
+}
+
+impl IdSpan {
+    /// Whether an event of the span may have a time in `from..=to`.
+    pub fn may_hold(&self, from: i64, to: i64) -> bool {
+        self.times
+            .is_none_or(|(earliest, latest)| latest >= from && earliest <= to)
+    }
+
+    /// The latest time an event of the span may have.
+    fn latest(&self) -> i64 {
+        self.times.map_or(i64::MAX, |(_, latest)| latest)
+    }
+}
+
+fn span_of(row: &Row<'_>) -> rusqlite::Result<IdSpan> {
+    Ok(IdSpan {
+        first: row.get(0)?,
+        last: row.get(1)?,
+        times: Some((row.get(2)?, row.get(3)?)),
+    })
+}
+
+/// Records, inside the transaction that wrote them, that events `first..=last` have times
+/// `earliest..=latest`. The span merges with the one it continues while the two stay under
+/// [`SPAN_IDS`] ids, and with any it overlaps (ids given again after the last events were deleted), so
+/// that spans never overlap.
+pub(crate) fn record(
+    conn: &Connection,
+    first: i64,
+    last: i64,
+    earliest: i64,
+    latest: i64,
+) -> rusqlite::Result<()> {
+    let mut span = IdSpan {
+        first,
+        last,
+        times: Some((earliest, latest)),
+    };
+    let mut before = conn.prepare_cached(
+        "SELECT first_id, last_id, min_ts, max_ts FROM event_spans WHERE first_id <= ?1 \
+         ORDER BY first_id DESC LIMIT 1",
+    )?;
+    let mut delete = conn.prepare_cached("DELETE FROM event_spans WHERE first_id = ?1")?;
+    while let Some(other) = before.query_row([span.last], span_of).optional()? {
+        let overlaps = other.last >= span.first;
+        let continued = other.last.checked_add(1) == Some(span.first)
+            && (i128::from(span.last) - i128::from(other.first)) < i128::from(SPAN_IDS);
+        if !(overlaps || continued) {
+            break;
+        }
+        delete.execute([other.first])?;
+        span = merge(other, span);
+    }
+    let (earliest, latest) = span.times.unwrap_or((earliest, latest));
+    conn.prepare_cached(
+        "INSERT INTO event_spans (first_id, last_id, min_ts, max_ts) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![span.first, span.last, earliest, latest])?;
+    Ok(())
+}
+
+/// One span covering both (both have times).
+fn merge(a: IdSpan, b: IdSpan) -> IdSpan {
+    IdSpan {
+        first: a.first.min(b.first),
+        last: a.last.max(b.last),
+        times: a
+            .times
+            .zip(b.times)
+            .map(|((a0, a1), (b0, b1))| (a0.min(b0), a1.max(b1))),
+    }
+}
+
+/// Every stored event's id, in order: the recorded spans, and between them the runs of ids that hold
+/// events no span covers (narrowed to the first and last such id), with no time.
+pub fn id_spans(conn: &Connection) -> rusqlite::Result<Vec<IdSpan>> {
+    let recorded: Vec<IdSpan> = conn
+        .prepare_cached(
+            "SELECT first_id, last_id, min_ts, max_ts FROM event_spans ORDER BY first_id",
+        )?
+        .query_map([], span_of)?
+        .collect::<Result<_, _>>()?;
+    // Two subqueries, each read from one end of the id range.
+    let mut held = conn.prepare_cached(
+        "SELECT (SELECT min(id) FROM events WHERE id BETWEEN ?1 AND ?2), \
+                (SELECT max(id) FROM events WHERE id BETWEEN ?1 AND ?2)",
+    )?;
+    let mut uncovered = |from: i64, to: i64| -> rusqlite::Result<Option<IdSpan>> {
+        let ids: (Option<i64>, Option<i64>) =
+            held.query_row([from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(ids.0.zip(ids.1).map(|(first, last)| IdSpan {
+            first,
+            last,
+            times: None,
+        }))
+    };
+    let mut spans = Vec::with_capacity(recorded.len() + 1);
+    // The first id not accounted for yet; `None` once past `i64::MAX`.
+    let mut next = Some(i64::MIN);
+    for span in recorded {
+        if let Some(from) = next.filter(|&from| from < span.first) {
+            spans.extend(uncovered(from, span.first - 1)?);
+        }
+        next = next.max(span.last.checked_add(1));
+        if span.last == i64::MAX {
+            next = None;
+        }
+        spans.push(span);
+    }
+    if let Some(from) = next {
+        spans.extend(uncovered(from, i64::MAX)?);
+    }
+    Ok(spans)
+}
+
+/// The smallest range of ids holding every event of `spans` that may have a time in `from..=to`.
+pub fn hull(spans: &[IdSpan], from: i64, to: i64) -> Option<(i64, i64)> {
+    let mut holding = spans.iter().filter(|s| s.may_hold(from, to));
+    let first = holding.next()?;
+    let last = holding.next_back().unwrap_or(first);
+    Some((first.first, last.last))
+}
+
+/// The `limit` newest rows, by `key` (a time, then whatever breaks ties), that `read` finds in the
+/// spans that may hold a time in `from..=to`; newest first. `read(first, last, limit)` returns at most
+/// `limit` rows of the events with ids `first..=last`, newest first. Spans are read from the latest
+/// times down, until none is left that could hold a row newer than the `limit`-th found.
+pub fn newest<T>(
+    spans: &[IdSpan],
+    (from, to): (i64, i64),
+    limit: usize,
+    mut read: impl FnMut(i64, i64, usize) -> rusqlite::Result<Vec<T>>,
+    key: impl Fn(&T) -> (i64, i64),
+) -> rusqlite::Result<Vec<T>> {
+    let mut order: Vec<&IdSpan> = spans.iter().filter(|s| s.may_hold(from, to)).collect();
+    order.sort_by_key(|s| Reverse(s.latest()));
+    let mut found: Vec<T> = Vec::new();
+    for span in order {
+        if limit == 0 || (found.len() == limit && span.latest() < key(&found[limit - 1]).0) {
+            break;
+        }
+        found.extend(read(span.first, span.last, limit)?);
+        found.sort_by_key(|row| Reverse(key(row)));
+        found.truncate(limit);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A span as (first id, last id, times).
+    type Row = (i64, i64, Option<(i64, i64)>);
+
+    fn spans(store: &Store) -> Vec<Row> {
+        id_spans(store.conn())
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.first, s.last, s.times))
+            .collect()
+    }
+
+    /// Events with these ids and times, in live 1, written without spans.
+    fn insert_events(store: &Store, events: &[(i64, i64)]) {
+        let conn = store.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO lives (id, host, room_id, source, started_at) \
+             VALUES (1, 'shop', 7, 'watch', 0)",
+            [],
+        )
+        .unwrap();
+        for (id, ts) in events {
+            conn.execute(
+                "INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) \
+                 VALUES (?1, 1, 7, ?1, 'chat', ?2, '{}')",
+                [id, ts],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_commit_continues_the_span_before_until_it_is_full_and_never_overlaps_one() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        insert_events(&store, &[(1, 100), (2, 90), (3, 120), (4, 110)]);
+        record(conn, 1, 2, 90, 100).unwrap();
+        record(conn, 3, 4, 110, 120).unwrap();
+        assert_eq!(spans(&store), [(1, 4, Some((90, 120)))]);
+
+        // A span of SPAN_IDS ids is full: the next commit starts its own.
+        record(conn, 5, SPAN_IDS, 130, 140).unwrap();
+        record(conn, SPAN_IDS + 1, SPAN_IDS + 1, 150, 150).unwrap();
+        // A gap in the ids (another process's commit in between, with its own span) is not bridged.
+        record(conn, SPAN_IDS + 5, SPAN_IDS + 6, 160, 170).unwrap();
+        let recorded: Vec<(i64, i64, i64, i64)> = conn
+            .prepare("SELECT * FROM event_spans ORDER BY first_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            recorded,
+            [
+                (1, SPAN_IDS, 90, 140),
+                (SPAN_IDS + 1, SPAN_IDS + 1, 150, 150),
+                (SPAN_IDS + 5, SPAN_IDS + 6, 160, 170)
+            ]
+        );
+
+        // Ids given again (the last events were deleted) merge with every span they overlap, whatever
+        // its size, so that no id has two spans.
+        record(conn, SPAN_IDS - 1, SPAN_IDS + 5, 10, 20).unwrap();
+        let merged: (i64, i64, i64, i64, i64) = conn
+            .query_row(
+                "SELECT count(*), min(first_id), max(last_id), min(min_ts), max(max_ts) FROM event_spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(merged, (1, 1, SPAN_IDS + 6, 10, 170));
+    }
+
+    #[test]
+    fn ids_no_span_covers_are_spans_without_times_narrowed_to_the_events_they_hold() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        insert_events(
+            &store,
+            &[(-5, 1), (3, 300), (4, 400), (8, 800), (9, 900), (20, 2000)],
+        );
+        // Ids 3..=4 and 10..=12 recorded (12 was deleted); 5..=7 never held an event.
+        record(conn, 3, 4, 300, 400).unwrap();
+        record(conn, 10, 12, 1000, 1200).unwrap();
+        assert_eq!(
+            spans(&store),
+            [
+                (-5, -5, None),
+                (3, 4, Some((300, 400))),
+                (8, 9, None),
+                (10, 12, Some((1000, 1200))),
+                (20, 20, None),
+            ]
+        );
+        let all = id_spans(conn).unwrap();
+        // Unknown times may hold any time; recorded ones only their own.
+        assert_eq!(hull(&all, 1000, 1100), Some((-5, 20)));
+        let recorded: Vec<IdSpan> = all.iter().copied().filter(|s| s.times.is_some()).collect();
+        assert_eq!(hull(&recorded, 350, 1000), Some((3, 12)));
+        assert_eq!(hull(&recorded, 401, 999), None);
+        assert_eq!(hull(&recorded, 1200, i64::MAX), Some((10, 12)));
+
+        // No span, no event.
+        let empty = Store::open_in_memory().unwrap();
+        assert_eq!(spans(&empty), []);
+    }
+
+    #[test]
+    fn newest_reads_the_latest_spans_first_and_stops_when_no_older_one_can_matter() {
+        // Each event's time is its id × 100, except ids 4..=6, a replay of older events (id × 5).
+        let time = |id: i64| {
+            if (4..=6).contains(&id) {
+                id * 5
+            } else {
+                id * 100
+            }
+        };
+        let span = |first: i64, last: i64| IdSpan {
+            first,
+            last,
+            times: Some((time(first), time(last))),
+        };
+        let spans = [span(1, 3), span(4, 6), span(7, 9)];
+        // The rows of ids `first..=last` with a time in `window`, as the callers' SQL reads them.
+        let run = |window: (i64, i64), limit: usize| {
+            let mut reads = Vec::new();
+            let read = |first: i64, last: i64, limit: usize| {
+                reads.push((first, last));
+                let mut rows: Vec<(i64, i64)> = (first..=last)
+                    .map(|id| (time(id), id))
+                    .filter(|(ts, _)| (window.0..=window.1).contains(ts))
+                    .collect();
+                rows.sort_by_key(|row| Reverse(*row));
+                rows.truncate(limit);
+                Ok(rows)
+            };
+            let found = newest(&spans, window, limit, read, |row: &(i64, i64)| *row).unwrap();
+            (found, reads)
+        };
+        // 700..=900 first, then 100..=300 for the fourth; the replay's 30 cannot beat 300.
+        assert_eq!(
+            run((i64::MIN, i64::MAX), 4),
+            (
+                vec![(900, 9), (800, 8), (700, 7), (300, 3)],
+                vec![(7, 9), (1, 3)]
+            )
+        );
+        // Older spans cannot beat the one row found.
+        assert_eq!(run((i64::MIN, 700), 1), (vec![(700, 7)], vec![(7, 9)]));
+        assert_eq!(run((0, 250), 2), (vec![(200, 2), (100, 1)], vec![(1, 3)]));
+        assert_eq!(
+            run((0, 99), 5),
+            (vec![(30, 6), (25, 5), (20, 4)], vec![(4, 6)])
+        );
+        assert_eq!(run((0, 99), 0), (vec![], vec![]));
+    }
+}
