@@ -808,11 +808,11 @@ impl Plan {
             // The events' id range, when the times narrow it (the events have no time index).
             let events = match (filters.since_ms, filters.until_ms) {
                 (None, None) => None,
-                _ => Some(id_range(conn, Table::Events, filters, 0)?),
+                _ => Some(id_range(conn, Table::Events, filters, None)?),
             };
             return Ok(Some(self.buyers_query(&select, filters, events, binds)));
         };
-        let Some((lo, hi)) = id_range(conn, table, filters, after_id)? else {
+        let Some((lo, hi)) = id_range(conn, table, filters, Some(after_id))? else {
             return Ok(None);
         };
         let a = table.alias();
@@ -934,14 +934,14 @@ fn filter_conditions(
     .flatten()
 }
 
-/// The ids a scan of `table` has to go through: those after `after_id`, narrowed by the times (the
-/// events' spans, the claims' time index) or the room's ids in the events' key when a filter allows
-/// it. `None` when no row can match.
+/// The ids a scan of `table` has to go through: those after `after_id` (all of them for `None`),
+/// narrowed by the times (the events' spans, the claims' time index) or the room's ids in the events'
+/// key when a filter allows it. `None` when no row can match.
 fn id_range(
     conn: &Connection,
     table: Table,
     filters: &Filters,
-    after_id: i64,
+    after_id: Option<i64>,
 ) -> rusqlite::Result<Option<(i64, i64)>> {
     let name = table.name();
     let bounds =
@@ -987,7 +987,9 @@ fn id_range(
         Some(Some((first, last))) => (lo, hi) = (lo.max(first), hi.min(last)),
         None => {}
     }
-    lo = lo.max(after_id.saturating_add(1));
+    if let Some(after_id) = after_id {
+        lo = lo.max(after_id.saturating_add(1));
+    }
     Ok((lo <= hi).then_some((lo, hi)))
 }
 
@@ -1473,10 +1475,33 @@ mod tests {
     }
 
     #[test]
+    fn buyers_count_the_events_of_a_time_range_whatever_their_ids() {
+        let store = store();
+        // Written by hand, with no span, at an id SQLite never gives.
+        store
+            .conn()
+            .execute(
+                "INSERT INTO events (id, live_id, room_id, msg_id, type, ts, user_id, json) \
+                 VALUES (-3, 1, 7, 899, 'like', 2500, 42, '{}')",
+                [],
+            )
+            .unwrap();
+        let window = Filters {
+            since_ms: Some(2000),
+            until_ms: Some(4000),
+            ..Filters::default()
+        };
+        let csv = export(&store, Kind::Buyers, window, CsvFormat::default());
+        let anna = csv.lines().nth(1).unwrap();
+        // Events 2, 3 and -3; the claim and sales are at 1000.
+        assert!(anna.ends_with(",3,0,0"), "{csv}");
+    }
+
+    #[test]
     fn time_and_room_narrow_the_ids_scanned() {
         let store = store();
         let range = |filters: Filters, after: i64| {
-            id_range(store.conn(), Table::Events, &filters, after).unwrap()
+            id_range(store.conn(), Table::Events, &filters, Some(after)).unwrap()
         };
         assert_eq!(range(Filters::default(), 0), Some((1, 8)));
         assert_eq!(range(Filters::default(), 3), Some((4, 8)));
@@ -1506,8 +1531,8 @@ mod tests {
             "{plan}"
         );
         // Claims have no index holding the room: their whole range is scanned, filtered row by row.
-        let claims = id_range(store.conn(), Table::Claims, &room, 0).unwrap();
-        let all = id_range(store.conn(), Table::Claims, &Filters::default(), 0).unwrap();
+        let claims = id_range(store.conn(), Table::Claims, &room, Some(0)).unwrap();
+        let all = id_range(store.conn(), Table::Claims, &Filters::default(), Some(0)).unwrap();
         assert!(all.is_some());
         assert_eq!(claims, all);
         let nothing = Filters {

@@ -248,6 +248,35 @@ mod tests {
     }
 
     #[test]
+    fn events_of_the_same_time_in_different_spans_page_by_message_id() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO lives (id, host, room_id, source, started_at) VALUES (1, 'shop', 7, 'watch', 0);
+                 INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) VALUES
+                     (1, 1, 7, 11, 'chat', 100, '{}'), (2, 1, 7, 12, 'chat', 100, '{}'),
+                     (3, 1, 7, 13, 'chat', 100, '{}'), (4, 1, 7, 14, 'chat', 90, '{}');
+                 INSERT INTO event_spans VALUES (1, 1, 100, 100), (2, 2, 100, 100), (3, 3, 100, 100),
+                     (4, 4, 90, 90);",
+            )
+            .unwrap();
+        let page = |before: Option<u64>| -> Vec<u64> {
+            events_page(store.conn(), None, None, before, 1)
+                .unwrap()
+                .iter()
+                .map(|e| e.msg_id)
+                .collect()
+        };
+        // Each span may hold the newest: all three are read.
+        assert_eq!(page(None), [13]);
+        assert_eq!(page(Some(13)), [12]);
+        assert_eq!(page(Some(12)), [11]);
+        assert_eq!(page(Some(11)), [14]);
+        assert_eq!(page(Some(14)), [0; 0]);
+    }
+
+    #[test]
     fn pages_of_events_follow_their_times_across_commits_and_a_replay_of_older_ones() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");

@@ -252,6 +252,24 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
     SELECT min(id), max(id), min(ts), max(ts) FROM events GROUP BY id >> 12;
     DROP INDEX events_ts;
+
+    -- tiklive never deletes events or changes their times, but the `sqlite3` shell may; these keep the
+    -- spans true then, at no cost to inserts. Deleting the newest events lets SQLite give their ids
+    -- again (to a program that records no span): the spans stop at the last id left.
+    CREATE TRIGGER event_spans_after_delete AFTER DELETE ON events
+    WHEN old.id > coalesce((SELECT max(id) FROM events), old.id - 1)
+    BEGIN
+        DELETE FROM event_spans WHERE first_id > coalesce((SELECT max(id) FROM events), first_id - 1);
+        UPDATE event_spans SET last_id = (SELECT max(id) FROM events)
+        WHERE last_id > (SELECT max(id) FROM events);
+    END;
+    -- A new time or id widens the span the event is in.
+    CREATE TRIGGER event_spans_after_update AFTER UPDATE OF id, ts ON events
+    BEGIN
+        UPDATE event_spans SET min_ts = min(min_ts, new.ts), max_ts = max(max_ts, new.ts)
+        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id <= new.id)
+          AND last_id >= new.id;
+    END;
     "#,
 ];
 

@@ -38,63 +38,136 @@ impl IdSpan {
     }
 }
 
-fn span_of(row: &Row<'_>) -> rusqlite::Result<IdSpan> {
-    Ok(IdSpan {
-        first: row.get(0)?,
-        last: row.get(1)?,
-        times: Some((row.get(2)?, row.get(3)?)),
-    })
-}
-
-/// Records, inside the transaction that wrote them, that events `first..=last` have times
-/// `earliest..=latest`. The span merges with the one it continues while the two stay under
-/// [`SPAN_IDS`] ids, and with any it overlaps (ids given again after the last events were deleted), so
-/// that spans never overlap.
-pub(crate) fn record(
-    conn: &Connection,
+/// A row of `event_spans`.
+#[derive(Debug, Clone, Copy)]
+struct Recorded {
     first: i64,
     last: i64,
     earliest: i64,
     latest: i64,
-) -> rusqlite::Result<()> {
-    let mut span = IdSpan {
-        first,
-        last,
-        times: Some((earliest, latest)),
-    };
+}
+
+impl Recorded {
+    /// Reads (first id, last id, earliest time, latest time).
+    fn of(row: &Row<'_>) -> rusqlite::Result<Recorded> {
+        Ok(Recorded {
+            first: row.get(0)?,
+            last: row.get(1)?,
+            earliest: row.get(2)?,
+            latest: row.get(3)?,
+        })
+    }
+
+    /// The smallest span holding both.
+    fn merge(self, other: Recorded) -> Recorded {
+        Recorded {
+            first: self.first.min(other.first),
+            last: self.last.max(other.last),
+            earliest: self.earliest.min(other.earliest),
+            latest: self.latest.max(other.latest),
+        }
+    }
+
+    fn insert(self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO event_spans (first_id, last_id, min_ts, max_ts) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![self.first, self.last, self.earliest, self.latest])?;
+        Ok(())
+    }
+}
+
+impl From<Recorded> for IdSpan {
+    fn from(r: Recorded) -> IdSpan {
+        IdSpan {
+            first: r.first,
+            last: r.last,
+            times: Some((r.earliest, r.latest)),
+        }
+    }
+}
+
+/// The ids and times of the events a commit adds, recorded as spans of consecutive ids.
+#[derive(Debug, Default)]
+pub(crate) struct Added(Option<Recorded>);
+
+impl Added {
+    /// Event `id`, at time `ts`, was just inserted. SQLite gives the id after the largest, so a
+    /// commit's ids follow each other; when they do not (past `i64::MAX`, it picks ids at random),
+    /// the run so far is recorded on its own.
+    pub(crate) fn push(&mut self, conn: &Connection, id: i64, ts: i64) -> rusqlite::Result<()> {
+        match &mut self.0 {
+            Some(run) if run.last.checked_add(1) == Some(id) => {
+                run.last = id;
+                run.earliest = run.earliest.min(ts);
+                run.latest = run.latest.max(ts);
+                Ok(())
+            }
+            run => match run.replace(Recorded {
+                first: id,
+                last: id,
+                earliest: ts,
+                latest: ts,
+            }) {
+                Some(done) => record(conn, done),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Records the last run, in the commit's transaction.
+    pub(crate) fn record(self, conn: &Connection) -> rusqlite::Result<()> {
+        self.0.map_or(Ok(()), |run| record(conn, run))
+    }
+}
+
+/// Records, inside the transaction that wrote them, that events `span.first..=span.last` have times
+/// `span.earliest..=span.latest`. The span merges with the one it continues while the two stay under
+/// [`SPAN_IDS`] ids, and with any it overlaps (ids given again after the last events were deleted), so
+/// that spans never overlap. Events between the span before and this one, written without a span (by
+/// an older tiklive still running after the upgrade, or the `sqlite3` shell), get a span of their own
+/// first, so that readers do not have to read them whatever the time range.
+fn record(conn: &Connection, mut span: Recorded) -> rusqlite::Result<()> {
     let mut before = conn.prepare_cached(
         "SELECT first_id, last_id, min_ts, max_ts FROM event_spans WHERE first_id <= ?1 \
          ORDER BY first_id DESC LIMIT 1",
     )?;
     let mut delete = conn.prepare_cached("DELETE FROM event_spans WHERE first_id = ?1")?;
-    while let Some(other) = before.query_row([span.last], span_of).optional()? {
-        let overlaps = other.last >= span.first;
-        let continued = other.last.checked_add(1) == Some(span.first)
-            && (i128::from(span.last) - i128::from(other.first)) < i128::from(SPAN_IDS);
-        if !(overlaps || continued) {
-            break;
+    let previous = loop {
+        let other = before.query_row([span.last], Recorded::of).optional()?;
+        match other {
+            Some(other)
+                if other.last >= span.first
+                    || (other.last.checked_add(1) == Some(span.first)
+                        && i128::from(span.last) - i128::from(other.first)
+                            < i128::from(SPAN_IDS)) =>
+            {
+                delete.execute([other.first])?;
+                span = span.merge(other);
+            }
+            other => break other,
         }
-        delete.execute([other.first])?;
-        span = merge(other, span);
+    };
+    // The ids after the span before (if any) and before this one.
+    let unrecorded = previous
+        .map_or(Some(i64::MIN), |p| p.last.checked_add(1))
+        .filter(|&from| from < span.first);
+    if let Some(from) = unrecorded {
+        let events = conn
+            .prepare_cached(
+                "SELECT min(id), max(id), min(ts), max(ts) FROM events WHERE id BETWEEN ?1 AND ?2",
+            )?
+            .query_row([from, span.first - 1], |r| {
+                match r.get::<_, Option<i64>>(0)? {
+                    Some(_) => Recorded::of(r).map(Some),
+                    None => Ok(None),
+                }
+            })?;
+        if let Some(events) = events {
+            events.insert(conn)?;
+        }
     }
-    let (earliest, latest) = span.times.unwrap_or((earliest, latest));
-    conn.prepare_cached(
-        "INSERT INTO event_spans (first_id, last_id, min_ts, max_ts) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![span.first, span.last, earliest, latest])?;
-    Ok(())
-}
-
-/// One span covering both (both have times).
-fn merge(a: IdSpan, b: IdSpan) -> IdSpan {
-    IdSpan {
-        first: a.first.min(b.first),
-        last: a.last.max(b.last),
-        times: a
-            .times
-            .zip(b.times)
-            .map(|((a0, a1), (b0, b1))| (a0.min(b0), a1.max(b1))),
-    }
+    span.insert(conn)
 }
 
 /// Every stored event's id, in order: the recorded spans, and between them the runs of ids that hold
@@ -104,7 +177,7 @@ pub fn id_spans(conn: &Connection) -> rusqlite::Result<Vec<IdSpan>> {
         .prepare_cached(
             "SELECT first_id, last_id, min_ts, max_ts FROM event_spans ORDER BY first_id",
         )?
-        .query_map([], span_of)?
+        .query_map([], |r| Recorded::of(r).map(IdSpan::from))?
         .collect::<Result<_, _>>()?;
     // Two subqueries, each read from one end of the id range.
     let mut held = conn.prepare_cached(
@@ -207,29 +280,45 @@ mod tests {
         }
     }
 
+    /// Records the span as the writer does.
+    fn record_span(conn: &Connection, first: i64, last: i64, earliest: i64, latest: i64) {
+        record(
+            conn,
+            Recorded {
+                first,
+                last,
+                earliest,
+                latest,
+            },
+        )
+        .unwrap();
+    }
+
+    fn recorded(conn: &Connection) -> Vec<(i64, i64, i64, i64)> {
+        conn.prepare("SELECT * FROM event_spans ORDER BY first_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn a_commit_continues_the_span_before_until_it_is_full_and_never_overlaps_one() {
         let store = Store::open_in_memory().unwrap();
         let conn = store.conn();
         insert_events(&store, &[(1, 100), (2, 90), (3, 120), (4, 110)]);
-        record(conn, 1, 2, 90, 100).unwrap();
-        record(conn, 3, 4, 110, 120).unwrap();
+        record_span(conn, 1, 2, 90, 100);
+        record_span(conn, 3, 4, 110, 120);
         assert_eq!(spans(&store), [(1, 4, Some((90, 120)))]);
 
         // A span of SPAN_IDS ids is full: the next commit starts its own.
-        record(conn, 5, SPAN_IDS, 130, 140).unwrap();
-        record(conn, SPAN_IDS + 1, SPAN_IDS + 1, 150, 150).unwrap();
+        record_span(conn, 5, SPAN_IDS, 130, 140);
+        record_span(conn, SPAN_IDS + 1, SPAN_IDS + 1, 150, 150);
         // A gap in the ids (another process's commit in between, with its own span) is not bridged.
-        record(conn, SPAN_IDS + 5, SPAN_IDS + 6, 160, 170).unwrap();
-        let recorded: Vec<(i64, i64, i64, i64)> = conn
-            .prepare("SELECT * FROM event_spans ORDER BY first_id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        record_span(conn, SPAN_IDS + 5, SPAN_IDS + 6, 160, 170);
         assert_eq!(
-            recorded,
+            recorded(conn),
             [
                 (1, SPAN_IDS, 90, 140),
                 (SPAN_IDS + 1, SPAN_IDS + 1, 150, 150),
@@ -239,28 +328,90 @@ mod tests {
 
         // Ids given again (the last events were deleted) merge with every span they overlap, whatever
         // its size, so that no id has two spans.
-        record(conn, SPAN_IDS - 1, SPAN_IDS + 5, 10, 20).unwrap();
-        let merged: (i64, i64, i64, i64, i64) = conn
-            .query_row(
-                "SELECT count(*), min(first_id), max(last_id), min(min_ts), max(max_ts) FROM event_spans",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
+        record_span(conn, SPAN_IDS - 1, SPAN_IDS + 5, 10, 20);
+        assert_eq!(recorded(conn), [(1, SPAN_IDS + 6, 10, 170)]);
+    }
+
+    #[test]
+    fn a_commit_gives_a_span_to_the_events_written_without_one_just_before_it() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        // Events 1..=2 before any span; 3..=4 recorded; 5..=6 by a program that records no span.
+        insert_events(&store, &[(1, 10), (2, 20), (3, 300), (4, 400)]);
+        record_span(conn, 3, 4, 300, 400);
+        insert_events(&store, &[(5, 50), (6, 60), (7, 700)]);
+        record_span(conn, 7, 7, 700, 700);
+        assert_eq!(
+            recorded(conn),
+            [
+                (1, 2, 10, 20),
+                (3, 4, 300, 400),
+                (5, 6, 50, 60),
+                (7, 7, 700, 700)
+            ]
+        );
+        // The next commit continues them all, small and adjacent as they are.
+        insert_events(&store, &[(8, 800)]);
+        record_span(conn, 8, 8, 800, 800);
+        assert_eq!(recorded(conn), [(1, 8, 10, 800)]);
+    }
+
+    #[test]
+    fn a_commit_whose_ids_do_not_follow_each_other_records_each_run() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        insert_events(&store, &[(1, 10), (2, 20), (9, 90), (5, 50)]);
+        let mut added = Added::default();
+        for (id, ts) in [(1, 10), (2, 20), (9, 90), (5, 50)] {
+            added.push(conn, id, ts).unwrap();
+        }
+        added.record(conn).unwrap();
+        assert_eq!(
+            recorded(conn),
+            [(1, 2, 10, 20), (5, 5, 50, 50), (9, 9, 90, 90)]
+        );
+    }
+
+    #[test]
+    fn deleting_the_newest_events_or_changing_a_time_in_the_shell_keeps_the_spans_true() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        insert_events(
+            &store,
+            &[(1, 1000), (2, 1100), (3, 1200), (4, 1300), (5, 10)],
+        );
+        record_span(conn, 1, 5, 10, 1300);
+        conn.execute("DELETE FROM events WHERE id >= 4", [])
             .unwrap();
-        assert_eq!(merged, (1, 1, SPAN_IDS + 6, 10, 170));
+        assert_eq!(recorded(conn), [(1, 3, 10, 1300)]);
+        // SQLite gives id 4 again, to a program that records no span: it is read whatever the time.
+        conn.execute(
+            "INSERT INTO events (live_id, room_id, msg_id, type, ts, json) VALUES (1, 7, 44, 'chat', 5000, '{}')",
+            [],
+        )
+        .unwrap();
+        let all = id_spans(conn).unwrap();
+        assert_eq!(hull(&all, 4000, i64::MAX), Some((4, 4)));
+        // A time changed by hand widens its span.
+        conn.execute("UPDATE events SET ts = 9000 WHERE id = 2", [])
+            .unwrap();
+        assert_eq!(recorded(conn), [(1, 3, 10, 9000)]);
+        assert_eq!(hull(&id_spans(conn).unwrap(), 8000, 8000), Some((1, 4)));
+        // Every event deleted: no span left.
+        conn.execute("DELETE FROM events", []).unwrap();
+        assert!(recorded(conn).is_empty());
     }
 
     #[test]
     fn ids_no_span_covers_are_spans_without_times_narrowed_to_the_events_they_hold() {
         let store = Store::open_in_memory().unwrap();
         let conn = store.conn();
-        insert_events(
-            &store,
-            &[(-5, 1), (3, 300), (4, 400), (8, 800), (9, 900), (20, 2000)],
-        );
-        // Ids 3..=4 and 10..=12 recorded (12 was deleted); 5..=7 never held an event.
-        record(conn, 3, 4, 300, 400).unwrap();
-        record(conn, 10, 12, 1000, 1200).unwrap();
+        insert_events(&store, &[(3, 300), (4, 400)]);
+        record_span(conn, 3, 4, 300, 400);
+        insert_events(&store, &[(10, 1000), (11, 1100)]);
+        record_span(conn, 10, 12, 1000, 1200);
+        // Written afterwards by a program that records no span; 5..=7 never held an event.
+        insert_events(&store, &[(-5, 1), (8, 800), (9, 900), (20, 2000)]);
         assert_eq!(
             spans(&store),
             [

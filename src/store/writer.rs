@@ -21,7 +21,7 @@ use crate::money::PriceList;
 use super::queue::{Pop, Queue};
 use super::raw::RawStatement;
 use super::row::{EventRow, Op, UserRow};
-use super::{DEFAULT_BUSY_TIMEOUT, LiveId, NewLive, StoreError};
+use super::{DEFAULT_BUSY_TIMEOUT, LiveId, NewLive, StoreError, spans};
 
 /// Times a batch is tried again when another program holds the write lock past the busy timeout.
 const BUSY_RETRIES: u32 = 3;
@@ -723,8 +723,7 @@ fn write_batch(
         };
         let now = now_ms();
         let mut lives = LiveSpans::default();
-        // The ids and times of the events this batch adds, for `event_spans`.
-        let mut added: Option<(i64, i64, i64, i64)> = None;
+        let mut added = spans::Added::default();
         for op in batch {
             let row = match op {
                 Op::Event(row) => row,
@@ -745,12 +744,7 @@ fn write_batch(
             }
             counts.events += 1;
             let id = tx.last_insert_rowid();
-            added = Some(match added {
-                None => (id, id, row.ts, row.ts),
-                Some((first, _, earliest, latest)) => {
-                    (first, id, earliest.min(row.ts), latest.max(row.ts))
-                }
-            });
+            added.push(&tx, id, row.ts)?;
             if let Some(claim) = &row.claim {
                 let inserted = claim_stmt.execute(params![
                     id,
@@ -787,9 +781,7 @@ fn write_batch(
             }
         }
         lives.write(&tx)?;
-        if let Some((first, last, earliest, latest)) = added {
-            super::spans::record(&tx, first, last, earliest, latest)?;
-        }
+        added.record(&tx)?;
     }
     tx.commit()?;
     Ok(counts)
@@ -1236,6 +1228,52 @@ mod tests {
             count(&path, "SELECT count(*) FROM event_spans")
         );
         assert_eq!(count(&path, "SELECT count(*) FROM event_spans"), 1);
+    }
+
+    #[test]
+    fn every_event_is_in_a_span_of_its_time_whatever_else_writes_the_table() {
+        let Fixture { _dir, path, w, l } = start(WriterConfig::default());
+        let other = Store::open(&path).unwrap();
+        let write_other = |id: Option<i64>, msg: i64, ts: i64| {
+            other
+                .conn()
+                .execute(
+                    "INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) \
+                     VALUES (?1, ?2, 7, ?3, 'like', ?4, '{}')",
+                    params![id, l.get(), msg, ts],
+                )
+                .unwrap();
+        };
+        for msg in 1..=10 {
+            w.send(l, &like(msg, 1, 1_000 + msg as i64)).unwrap();
+        }
+        w.flush().unwrap();
+        // A program that records no span (an older tiklive, the shell) writes between two commits.
+        write_other(None, 1_000, 5);
+        for msg in 11..=20 {
+            w.send(l, &like(msg, 1, 1_000 + msg as i64)).unwrap();
+        }
+        w.flush().unwrap();
+        // Past the largest id SQLite has, it gives ids at random, not one after another.
+        write_other(Some(i64::MAX), 1_001, 7);
+        for msg in 21..=60 {
+            w.send(l, &like(msg, 1, 1_000 + msg as i64)).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(count(&path, "SELECT count(*) FROM events"), 62);
+        let outside = "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM event_spans s \
+                       WHERE e.id BETWEEN s.first_id AND s.last_id AND e.ts BETWEEN s.min_ts AND s.max_ts)";
+        // Only the last event of the other program, which no commit followed, has no span yet.
+        assert_eq!(count(&path, outside), 1);
+        assert_eq!(
+            count(
+                &path,
+                "SELECT count(*) FROM event_spans a JOIN event_spans b \
+                          ON a.first_id < b.first_id AND a.last_id >= b.first_id"
+            ),
+            0,
+            "no two spans overlap"
+        );
     }
 
     #[test]
