@@ -139,7 +139,9 @@ impl<'conn> RawStatement<'conn> {
         usize::try_from(self.columns).unwrap_or(0)
     }
 
-    /// Column `index` of the current row, valid until the next step.
+    /// Column `index` of the current row, valid until the next step. (Inlined: the export's reading
+    /// thread calls it for every value, and the call took 15 % of that thread's instructions.)
+    #[inline]
     pub fn column(&self, index: usize) -> rusqlite::Result<ValueRef<'_>> {
         let i = match c_int::try_from(index) {
             Ok(i) if i < self.columns => i,
