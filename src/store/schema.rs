@@ -238,9 +238,10 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 5: events lose their time index. Keeping it up to date was a sixth of the writer's work (its keys
     // arrive out of order, and the B-tree splits pages in the middle). Events are stored in about the
-    // order of their times, so a coarse map does the index's job: `event_spans` says, for each run of
-    // ids, the earliest and latest time of its events (`store::spans`). The writer adds one row per
-    // commit, or widens the one before. Existing events get a span per 4,096 ids.
+    // order of their times, so a coarse map does the index's job: `event_spans` says, for runs of
+    // consecutive ids that all hold an event, the earliest and latest time of those events
+    // (`store::spans`). The writer adds one row per commit, or widens the one before. Existing events
+    // get a span per run of consecutive ids, cut every 4,096 ids.
     r#"
     CREATE TABLE event_spans (
         first_id  INTEGER PRIMARY KEY,
@@ -250,21 +251,40 @@ pub const MIGRATIONS: &[&str] = &[
         CHECK (first_id <= last_id AND min_ts <= max_ts)
     );
     INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
-    SELECT min(id), max(id), min(ts), max(ts) FROM events GROUP BY id >> 12;
+    SELECT min(id), max(id), min(ts), max(ts)
+    FROM (SELECT id, ts, sum(starts) OVER (ORDER BY id) AS run
+          FROM (SELECT id, ts, lag(id) OVER (ORDER BY id) IS NOT id - 1 AS starts FROM events))
+    GROUP BY run, id >> 12;
     DROP INDEX events_ts;
 
-    -- tiklive never deletes events or changes their times, but the `sqlite3` shell may; these keep the
-    -- spans true then, at no cost to inserts. Deleting the newest events lets SQLite give their ids
-    -- again (to a program that records no span): the spans stop at the last id left.
+    -- tiklive never deletes events or changes their ids or times, but the `sqlite3` shell may. Every id
+    -- a span covers holds an event (so no insert can land inside a span), and these keep it so, at no
+    -- cost to inserts: an event that goes, or moves to another id, cuts its span in two around its old
+    -- id; a new time widens the span the event is in. (`INSERT OR REPLACE` deletes without firing
+    -- triggers unless `PRAGMA recursive_triggers` is on.)
     CREATE TRIGGER event_spans_after_delete AFTER DELETE ON events
-    WHEN old.id > coalesce((SELECT max(id) FROM events), old.id - 1)
     BEGIN
-        DELETE FROM event_spans WHERE first_id > coalesce((SELECT max(id) FROM events), first_id - 1);
-        UPDATE event_spans SET last_id = (SELECT max(id) FROM events)
-        WHERE last_id > (SELECT max(id) FROM events);
+        INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
+        SELECT old.id + 1, last_id, min_ts, max_ts FROM event_spans
+        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id <= old.id)
+          AND last_id > old.id;
+        UPDATE event_spans SET last_id = old.id - 1
+        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id < old.id)
+          AND last_id >= old.id;
+        DELETE FROM event_spans WHERE first_id = old.id;
     END;
-    -- A new time or id widens the span the event is in.
-    CREATE TRIGGER event_spans_after_update AFTER UPDATE OF id, ts ON events
+    CREATE TRIGGER event_spans_after_move AFTER UPDATE OF id ON events WHEN old.id <> new.id
+    BEGIN
+        INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
+        SELECT old.id + 1, last_id, min_ts, max_ts FROM event_spans
+        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id <= old.id)
+          AND last_id > old.id;
+        UPDATE event_spans SET last_id = old.id - 1
+        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id < old.id)
+          AND last_id >= old.id;
+        DELETE FROM event_spans WHERE first_id = old.id;
+    END;
+    CREATE TRIGGER event_spans_after_update AFTER UPDATE OF ts ON events
     BEGIN
         UPDATE event_spans SET min_ts = min(min_ts, new.ts), max_ts = max(max_ts, new.ts)
         WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id <= new.id)
@@ -554,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn version_4_trades_the_time_index_for_spans_of_4096_ids() {
+    fn version_4_trades_the_time_index_for_spans_of_runs_of_ids() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v4.db");
         {
@@ -565,14 +585,17 @@ mod tests {
                 [],
             )
             .unwrap();
-            // Ids 1..=5000 at times 10 × id, and a replay of older events at ids 9000..=9002.
+            // Ids 1..=5000 but 100, at times 10 × id; a replay of older events at 9000..=9002; two
+            // events written by hand at the lowest ids, with a hole between them.
             conn.execute_batch(
                 "WITH RECURSIVE n (id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM n WHERE id < 5000) \
                  INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) \
-                 SELECT id, 1, 7, id, 'like', 10 * id, '{}' FROM n; \
+                 SELECT id, 1, 7, id, 'like', 10 * id, '{}' FROM n WHERE id <> 100; \
                  INSERT INTO events (id, live_id, room_id, msg_id, type, ts, json) VALUES \
                  (9000, 1, 7, 9000, 'chat', 5, '{}'), (9001, 1, 7, 9001, 'chat', 7, '{}'), \
-                 (9002, 1, 7, 9002, 'chat', 6, '{}');",
+                 (9002, 1, 7, 9002, 'chat', 6, '{}'), \
+                 (-9223372036854775808, 1, 7, 20001, 'chat', 1, '{}'), \
+                 (-9223372036854775806, 1, 7, 20002, 'chat', 2, '{}');",
             )
             .unwrap();
         }
@@ -585,10 +608,14 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
+        // Every id a span covers holds an event.
         assert_eq!(
             spans,
             [
-                (1, 4095, 10, 40_950),
+                (i64::MIN, i64::MIN, 1, 1),
+                (i64::MIN + 2, i64::MIN + 2, 2, 2),
+                (1, 99, 10, 990),
+                (101, 4095, 1010, 40_950),
                 (4096, 5000, 40_960, 50_000),
                 (9000, 9002, 5, 7)
             ]

@@ -4,8 +4,11 @@
 //! readers turn a time range into the runs of ids to scan, filtering the time as they go.
 //!
 //! The writer records one span per commit, or widens the span before when the two are adjacent and
-//! small. Ids that no span covers (events written some other way: an older tiklive still running when
-//! the database was upgraded, or the `sqlite3` shell) are read whatever the time range.
+//! small. Every id a span covers holds an event, so nothing can be written inside a span; triggers
+//! (schema 5) keep it so when the `sqlite3` shell deletes events or changes their ids or times. Ids
+//! that no span covers (events written some other way: an older tiklive still running when the
+//! database was upgraded, or the shell) are read whatever the time range, until the writer's next
+//! commit gives them a span.
 
 use std::cmp::Reverse;
 
@@ -155,15 +158,19 @@ fn record(conn: &Connection, mut span: Recorded) -> rusqlite::Result<()> {
     if let Some(from) = unrecorded {
         let events = conn
             .prepare_cached(
-                "SELECT min(id), max(id), min(ts), max(ts) FROM events WHERE id BETWEEN ?1 AND ?2",
+                "SELECT min(id), max(id), min(ts), max(ts), count(*) FROM events \
+                 WHERE id BETWEEN ?1 AND ?2",
             )?
             .query_row([from, span.first - 1], |r| {
                 match r.get::<_, Option<i64>>(0)? {
-                    Some(_) => Recorded::of(r).map(Some),
+                    Some(_) => Ok(Some((Recorded::of(r)?, r.get::<_, i64>(4)?))),
                     None => Ok(None),
                 }
             })?;
-        if let Some(events) = events {
+        // Only a run without holes: an event could later be written at a hole, with any time.
+        if let Some((events, count)) = events
+            && i128::from(events.last) - i128::from(events.first) + 1 == i128::from(count)
+        {
             events.insert(conn)?;
         }
     }
@@ -200,10 +207,10 @@ pub fn id_spans(conn: &Connection) -> rusqlite::Result<Vec<IdSpan>> {
         if let Some(from) = next.filter(|&from| from < span.first) {
             spans.extend(uncovered(from, span.first - 1)?);
         }
-        next = next.max(span.last.checked_add(1));
-        if span.last == i64::MAX {
-            next = None;
-        }
+        next = span
+            .last
+            .checked_add(1)
+            .and_then(|after| next.map(|n| n.max(after)));
         spans.push(span);
     }
     if let Some(from) = next {
@@ -397,9 +404,164 @@ mod tests {
             .unwrap();
         assert_eq!(recorded(conn), [(1, 3, 10, 9000)]);
         assert_eq!(hull(&id_spans(conn).unwrap(), 8000, 8000), Some((1, 4)));
+        // An event deleted in the middle, or moved to another id, cuts its span around its old id, so
+        // that an event written there later is read whatever its time.
+        conn.execute("DELETE FROM events WHERE id = 2", []).unwrap();
+        conn.execute("UPDATE events SET id = 50 WHERE id = 1", [])
+            .unwrap();
+        assert_eq!(recorded(conn), [(3, 3, 10, 9000)]);
+        insert_events(&store, &[(2, 7000)]);
+        assert_eq!(hull(&id_spans(conn).unwrap(), 7000, 7000), Some((2, 50)));
         // Every event deleted: no span left.
         conn.execute("DELETE FROM events", []).unwrap();
         assert!(recorded(conn).is_empty());
+    }
+
+    /// Random writes by two writers and by hand (ids anywhere, near the ends of i64 too; deletes,
+    /// moves, new times): after each, every time range gives through the spans what a full scan gives.
+    #[test]
+    fn random_writes_never_hide_an_event_from_a_time_range() {
+        for seed in 0..300 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.db");
+            let mut writers = [Store::open(&path).unwrap(), Store::open(&path).unwrap()];
+            let shell = Store::open(&path).unwrap();
+            let conn = shell.conn();
+            insert_events(&shell, &[]);
+            let mut msg = 0i64;
+            let mut done = Vec::new();
+            for _ in 0..40 {
+                let events = events_of(conn);
+                let some_id = |rng: &mut fastrand::Rng| match rng.u8(..6) {
+                    0 => i64::MAX - rng.i64(0..3),
+                    1 => i64::MIN + rng.i64(0..3),
+                    2 if !events.is_empty() => events[rng.usize(..events.len())].0,
+                    _ => rng.i64(-5..60),
+                };
+                let ts = rng.i64(0..1000);
+                msg += 1;
+                let step = match rng.u8(..9) {
+                    0..=2 => {
+                        let writer = &mut writers[rng.usize(..2)];
+                        let times: Vec<i64> =
+                            (0..rng.usize(1..6)).map(|_| rng.i64(0..1000)).collect();
+                        let tx = writer.conn_mut().transaction().unwrap();
+                        let mut added = Added::default();
+                        for ts in &times {
+                            msg += 1;
+                            tx.execute(
+                                "INSERT INTO events (live_id, room_id, msg_id, type, ts, json) \
+                                 VALUES (1, 7, ?1, 'chat', ?2, '{}')",
+                                [msg, *ts],
+                            )
+                            .unwrap();
+                            added.push(&tx, tx.last_insert_rowid(), *ts).unwrap();
+                        }
+                        added.record(&tx).unwrap();
+                        tx.commit().unwrap();
+                        format!("commit at {times:?}")
+                    }
+                    3 => {
+                        let id = some_id(&mut rng);
+                        conn.execute(
+                            "INSERT OR IGNORE INTO events (id, live_id, room_id, msg_id, type, ts, json) \
+                             VALUES (?1, 1, 7, ?2, 'chat', ?3, '{}')",
+                            [id, msg, ts],
+                        )
+                        .unwrap();
+                        format!("insert {id} at {ts}")
+                    }
+                    4 => {
+                        conn.execute(
+                            "INSERT INTO events (live_id, room_id, msg_id, type, ts, json) \
+                             VALUES (1, 7, ?1, 'chat', ?2, '{}')",
+                            [msg, ts],
+                        )
+                        .unwrap();
+                        format!("insert at {ts}")
+                    }
+                    5 => {
+                        let id = some_id(&mut rng);
+                        conn.execute("DELETE FROM events WHERE id >= ?1", [id])
+                            .unwrap();
+                        format!("delete from {id}")
+                    }
+                    6 => {
+                        let id = some_id(&mut rng);
+                        conn.execute("UPDATE events SET ts = ?2 WHERE id = ?1", [id, ts])
+                            .unwrap();
+                        format!("{id} to time {ts}")
+                    }
+                    7 => {
+                        let (id, to) = (some_id(&mut rng), some_id(&mut rng));
+                        conn.execute(
+                            "UPDATE OR IGNORE events SET id = ?2 WHERE id = ?1",
+                            [id, to],
+                        )
+                        .unwrap();
+                        format!("{id} to id {to}")
+                    }
+                    _ => {
+                        let id = some_id(&mut rng);
+                        conn.execute("DELETE FROM events WHERE id = ?1", [id])
+                            .unwrap();
+                        format!("delete {id}")
+                    }
+                };
+                done.push(step);
+                let events = events_of(conn);
+                let spans = id_spans(conn).unwrap();
+                assert!(
+                    spans.windows(2).all(|w| w[0].last < w[1].first),
+                    "seed {seed}: {done:?}: {spans:?}"
+                );
+                for _ in 0..4 {
+                    let (a, b) = (rng.i64(0..1000), rng.i64(0..1000));
+                    let (from, to) = (a.min(b), a.max(b));
+                    let matching = |id_range: (i64, i64)| -> Vec<(i64, i64)> {
+                        let mut rows: Vec<(i64, i64)> = events
+                            .iter()
+                            .filter(|(id, ts)| {
+                                (id_range.0..=id_range.1).contains(id) && (from..=to).contains(ts)
+                            })
+                            .map(|&(id, ts)| (ts, id))
+                            .collect();
+                        rows.sort_by_key(|row| Reverse(*row));
+                        rows
+                    };
+                    let full = matching((i64::MIN, i64::MAX));
+                    let hulled = hull(&spans, from, to).map_or_else(Vec::new, matching);
+                    assert_eq!(hulled, full, "seed {seed}: {done:?}: {from}..={to}");
+                    let limit = rng.usize(1..4);
+                    let newest = newest(
+                        &spans,
+                        (from, to),
+                        limit,
+                        |first, last, limit| {
+                            Ok(matching((first, last)).into_iter().take(limit).collect())
+                        },
+                        |row: &(i64, i64)| *row,
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        newest,
+                        full[..limit.min(full.len())],
+                        "seed {seed}: {done:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every event as (id, time), in id order.
+    fn events_of(conn: &Connection) -> Vec<(i64, i64)> {
+        conn.prepare("SELECT id, ts FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 
     #[test]
