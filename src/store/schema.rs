@@ -250,18 +250,22 @@ pub const MIGRATIONS: &[&str] = &[
         max_ts    INTEGER NOT NULL,
         CHECK (first_id <= last_id AND min_ts <= max_ts)
     );
+    -- Events whose time is not an integer (written by hand) have no span: they are read for any range.
     INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
     SELECT min(id), max(id), min(ts), max(ts)
     FROM (SELECT id, ts, sum(starts) OVER (ORDER BY id) AS run
-          FROM (SELECT id, ts, lag(id) OVER (ORDER BY id) IS NOT id - 1 AS starts FROM events))
+          FROM (SELECT id, ts, lag(id) OVER (ORDER BY id) IS NOT id - 1 AS starts
+                FROM events WHERE typeof(ts) = 'integer'))
     GROUP BY run, id >> 12;
     DROP INDEX events_ts;
 
     -- tiklive never deletes events or changes their ids or times, but the `sqlite3` shell may. Every id
-    -- a span covers holds an event (so no insert can land inside a span), and these keep it so, at no
-    -- cost to inserts: an event that goes, or moves to another id, cuts its span in two around its old
-    -- id; a new time widens the span the event is in. (`INSERT OR REPLACE` deletes without firing
-    -- triggers unless `PRAGMA recursive_triggers` is on.)
+    -- a span covers holds an event with an integer time (so no insert can land inside a span), and
+    -- these keep it so, at no cost to inserts: an event that goes, moves to another id (`rowid`
+    -- included: no `OF id`), or gets a time that is not an integer leaves its span, which is cut in
+    -- two around it; a new integer time widens the span the event is in. The three cuts are the same
+    -- SQL: a trigger fires for one kind of statement. (`REPLACE` deletes without firing triggers unless
+    -- `PRAGMA recursive_triggers` is on.)
     CREATE TRIGGER event_spans_after_delete AFTER DELETE ON events
     BEGIN
         INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
@@ -273,7 +277,7 @@ pub const MIGRATIONS: &[&str] = &[
           AND last_id >= old.id;
         DELETE FROM event_spans WHERE first_id = old.id;
     END;
-    CREATE TRIGGER event_spans_after_move AFTER UPDATE OF id ON events WHEN old.id <> new.id
+    CREATE TRIGGER event_spans_after_move AFTER UPDATE ON events WHEN old.id <> new.id
     BEGIN
         INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
         SELECT old.id + 1, last_id, min_ts, max_ts FROM event_spans
@@ -284,7 +288,19 @@ pub const MIGRATIONS: &[&str] = &[
           AND last_id >= old.id;
         DELETE FROM event_spans WHERE first_id = old.id;
     END;
-    CREATE TRIGGER event_spans_after_update AFTER UPDATE OF ts ON events
+    CREATE TRIGGER event_spans_after_odd_time AFTER UPDATE ON events WHEN typeof(new.ts) <> 'integer'
+    BEGIN
+        INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
+        SELECT new.id + 1, last_id, min_ts, max_ts FROM event_spans
+        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id <= new.id)
+          AND last_id > new.id;
+        UPDATE event_spans SET last_id = new.id - 1
+        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id < new.id)
+          AND last_id >= new.id;
+        DELETE FROM event_spans WHERE first_id = new.id;
+    END;
+    CREATE TRIGGER event_spans_after_retime AFTER UPDATE ON events
+    WHEN old.ts IS NOT new.ts AND typeof(new.ts) = 'integer'
     BEGIN
         UPDATE event_spans SET min_ts = min(min_ts, new.ts), max_ts = max(max_ts, new.ts)
         WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id <= new.id)
