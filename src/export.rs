@@ -805,12 +805,7 @@ impl Plan {
         let select: Vec<&str> = self.columns.iter().map(|c| c.sql).collect();
         let select = select.join(", ");
         let Some(table) = self.table else {
-            // The events' id range, when the times narrow it (the events have no time index).
-            let events = match (filters.since_ms, filters.until_ms) {
-                (None, None) => None,
-                _ => Some(id_range(conn, Table::Events, filters, None)?),
-            };
-            return Ok(Some(self.buyers_query(&select, filters, events, binds)));
+            return self.buyers_query(conn, &select, filters, binds).map(Some);
         };
         let Some((lo, hi)) = id_range(conn, table, filters, Some(after_id))? else {
             return Ok(None);
@@ -839,25 +834,31 @@ impl Plan {
     /// when there are filters besides the user. Ordered by TikTok id as the u64 it is.
     fn buyers_query(
         &self,
+        conn: &Connection,
         select: &str,
         filters: &Filters,
-        events: Option<Option<(i64, i64)>>,
         mut binds: Vec<(&'static str, i64)>,
-    ) -> Query {
+    ) -> rusqlite::Result<Query> {
+        // The events have no time index: their times narrow the ids to read, as for an export of
+        // events (`0`: no event can match).
+        let mut events = None;
+        if filters.since_ms.is_some() || filters.until_ms.is_some() {
+            events = Some(match id_range(conn, Table::Events, filters, None)? {
+                Some((lo, hi)) => {
+                    binds.extend([(":events_lo", lo), (":events_hi", hi)]);
+                    "e.id BETWEEN :events_lo AND :events_hi"
+                }
+                None => "0",
+            });
+        }
         let within = |table: Table, base: &str| {
             let mut conditions = vec![base.to_owned()];
             if table == Table::Events {
-                conditions.extend(events.map(|range| match range {
-                    Some(_) => "e.id BETWEEN :events_lo AND :events_hi".to_owned(),
-                    None => "0".to_owned(),
-                }));
+                conditions.extend(events.map(str::to_owned));
             }
             conditions.extend(filter_conditions(table, filters, ""));
             conditions.join(" AND ")
         };
-        if let Some(Some((lo, hi))) = events {
-            binds.extend([(":events_lo", lo), (":events_hi", hi)]);
-        }
         let activity = Filters {
             user: None,
             ..filters.clone()
@@ -884,11 +885,11 @@ impl Plan {
                 format!("WHERE {}", outer.join(" AND "))
             }
         );
-        Query {
+        Ok(Query {
             sql,
             binds,
             range: None,
-        }
+        })
     }
 }
 

@@ -263,9 +263,9 @@ pub const MIGRATIONS: &[&str] = &[
     -- a span covers holds an event with an integer time (so no insert can land inside a span), and
     -- these keep it so, at no cost to inserts: an event that goes, moves to another id (`rowid`
     -- included: no `OF id`), or gets a time that is not an integer leaves its span, which is cut in
-    -- two around it; a new integer time widens the span the event is in. The three cuts are the same
-    -- SQL: a trigger fires for one kind of statement. (`REPLACE` deletes without firing triggers unless
-    -- `PRAGMA recursive_triggers` is on.)
+    -- two around its old id (a new id is free, so no span covers it); a new integer time widens the
+    -- span the event is in. The two cuts are the same SQL: a trigger fires for one kind of
+    -- statement. (`REPLACE` deletes without firing triggers unless `PRAGMA recursive_triggers` is on.)
     CREATE TRIGGER event_spans_after_delete AFTER DELETE ON events
     BEGIN
         INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
@@ -277,7 +277,8 @@ pub const MIGRATIONS: &[&str] = &[
           AND last_id >= old.id;
         DELETE FROM event_spans WHERE first_id = old.id;
     END;
-    CREATE TRIGGER event_spans_after_move AFTER UPDATE ON events WHEN old.id <> new.id
+    CREATE TRIGGER event_spans_after_move AFTER UPDATE ON events
+    WHEN old.id <> new.id OR typeof(new.ts) <> 'integer'
     BEGIN
         INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
         SELECT old.id + 1, last_id, min_ts, max_ts FROM event_spans
@@ -287,17 +288,6 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id < old.id)
           AND last_id >= old.id;
         DELETE FROM event_spans WHERE first_id = old.id;
-    END;
-    CREATE TRIGGER event_spans_after_odd_time AFTER UPDATE ON events WHEN typeof(new.ts) <> 'integer'
-    BEGIN
-        INSERT INTO event_spans (first_id, last_id, min_ts, max_ts)
-        SELECT new.id + 1, last_id, min_ts, max_ts FROM event_spans
-        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id <= new.id)
-          AND last_id > new.id;
-        UPDATE event_spans SET last_id = new.id - 1
-        WHERE first_id = (SELECT max(first_id) FROM event_spans WHERE first_id < new.id)
-          AND last_id >= new.id;
-        DELETE FROM event_spans WHERE first_id = new.id;
     END;
     CREATE TRIGGER event_spans_after_retime AFTER UPDATE ON events
     WHEN old.ts IS NOT new.ts AND typeof(new.ts) = 'integer'

@@ -126,8 +126,8 @@ impl Added {
 
 /// Records, inside the transaction that wrote them, that events `span.first..=span.last` have times
 /// `span.earliest..=span.latest`. The span merges with the one it continues while the two stay under
-/// [`SPAN_IDS`] ids, and with any it overlaps (ids given again after the last events were deleted), so
-/// that spans never overlap. Events between the span before and this one, written without a span (by
+/// [`SPAN_IDS`] ids, and with any it overlaps (an id freed without the triggers knowing, by a `REPLACE`
+/// in the shell, and given again), so that spans never overlap. Events between the span before and this one, written without a span (by
 /// an older tiklive still running after the upgrade, or the `sqlite3` shell), get a span of their own
 /// first, so that readers do not have to read them whatever the time range.
 fn record(conn: &Connection, mut span: Recorded) -> rusqlite::Result<()> {
@@ -155,27 +155,36 @@ fn record(conn: &Connection, mut span: Recorded) -> rusqlite::Result<()> {
     let unrecorded = previous
         .map_or(Some(i64::MIN), |p| p.last.checked_add(1))
         .filter(|&from| from < span.first);
-    if let Some(from) = unrecorded {
-        let events = conn
-            .prepare_cached(
-                "SELECT min(id), max(id), min(ts), max(ts), count(*), \
-                        count(*) = sum(typeof(ts) = 'integer') FROM events WHERE id BETWEEN ?1 AND ?2",
-            )?
-            .query_row([from, span.first - 1], |r| {
-                // Only integer times (one written by hand may be anything).
-                match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<bool>>(5)?) {
-                    (Some(_), Some(true)) => Ok(Some((Recorded::of(r)?, r.get::<_, i64>(4)?))),
-                    _ => Ok(None),
-                }
-            })?;
-        // Only a run without holes: an event could later be written at a hole, with any time.
-        if let Some((events, count)) = events
-            && i128::from(events.last) - i128::from(events.first) + 1 == i128::from(count)
-        {
-            events.insert(conn)?;
-        }
+    if let Some(from) = unrecorded
+        && let Some(run) = whole_run(conn, from, span.first - 1)?
+    {
+        run.insert(conn)?;
     }
     span.insert(conn)
+}
+
+/// The events with ids `from..=to` as one span, if they fill every id from the first to the last and
+/// all have integer times: an event could later be written at a hole with any time, and one written by
+/// hand may have a time of any type.
+fn whole_run(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Option<Recorded>> {
+    conn.prepare_cached(
+        "SELECT min(id), max(id), min(ts), max(ts), count(*), \
+                count(*) = total(typeof(ts) = 'integer') \
+         FROM events WHERE id BETWEEN ?1 AND ?2",
+    )?
+    .query_row([from, to], |r| {
+        let (Some(first), Some(last)) = (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)
+        else {
+            return Ok(None);
+        };
+        let (count, integer_times): (i64, bool) = (r.get(4)?, r.get(5)?);
+        let whole = i128::from(last) - i128::from(first) + 1 == i128::from(count);
+        // The times are read only once known to be integers.
+        if !(whole && integer_times) {
+            return Ok(None);
+        }
+        Recorded::of(r).map(Some)
+    })
 }
 
 /// Every stored event's id, in order: the recorded spans, and between them the runs of ids that hold
